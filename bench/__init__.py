@@ -1,0 +1,1 @@
+"""Benchmarks (DESIGN.md section 8); results in bench/results/ and the README."""

@@ -1,0 +1,259 @@
+"""Staging ingest micro-benchmark: records/s through `PageWriter.write_batch`, and peak RSS.
+
+Feeds synthetic Cliniko-shaped records (the documentation's examples, with varied ids and
+links) through the page writer in pages of 100, as the download engine does, with the network
+and JSON parsing of responses left out of the timing. DESIGN.md section 8's bar: >= 50,000
+records/s, and peak memory <= 250 MB for a clinic of 1,000,000 records.
+
+    .venv/bin/python -m bench.staging_ingest --records 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.resources import BY_NAME
+from staging import Page, open_staging
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "cliniko" / "examples"
+FALLBACK_EXAMPLES = Path("/work/shared/cliniko/examples")
+
+# (resource, variant, example file, share of a clinic's records)
+MIX: tuple[tuple[str, str, str, float], ...] = (
+    ("individual_appointments", "active", "individual_appointments__list.json", 0.30),
+    ("individual_appointments", "cancelled", "individual_appointments__cancelled_list.json", 0.03),
+    ("attendees", "active", "attendees__list.json", 0.04),
+    ("patients", "active", "patients__list.json", 0.08),
+    ("patients", "deleted", "patients__deleted_list.json", 0.01),
+    ("invoices", "active", "invoices__list.json", 0.15),
+    ("invoice_items", "active", "invoice_items__list.json", 0.18),
+    ("treatment_notes", "active", "treatment_notes__list.json", 0.12),
+    ("medical_alerts", "active", "medical_alerts__list.json", 0.04),
+    ("patient_attachments", "active", "patient_attachments__list.json", 0.05),
+)
+
+
+def _examples_dir() -> Path:
+    return EXAMPLES if EXAMPLES.is_dir() else FALLBACK_EXAMPLES
+
+
+def _template(resource: str, filename: str) -> dict[str, object]:
+    doc = json.loads((_examples_dir() / filename).read_text())
+    record = doc[resource][0]
+    assert isinstance(record, dict)
+    return record
+
+
+# How records reference each other in a clinic. "recent": the record is made with, or just
+# after, what it points at (an invoice item and its invoice, an attendee and its booking), so
+# the referenced id is close to the newest. A share (float): a random one out of that share of
+# the records generated (patients). A count (int): a handful of set-up records (businesses,
+# practitioners, appointment types). `--random-refs` replaces all of them with a random id out
+# of a million, a worst case no clinic looks like.
+REF_POOLS: dict[str, str | float | int] = {
+    "patient": 0.1,
+    "merged_with_patient": 0.1,
+    "referrer": 0.1,
+    "invoice": "recent",
+    "booking": "recent",
+    "appointment": "recent",
+    "referring_doctor": 500,
+    "practitioner": 25,
+    "business": 3,
+    "appointment_type": 40,
+    "billable_item": 120,
+    "product": 50,
+    "tax": 3,
+    "concession_type": 6,
+    "treatment_note_template": 12,
+    "user": 30,
+}
+START = 1_500_000_000  # 2017-07-14, in seconds
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class _Maker:
+    def __init__(self, total: int, seed: int, random_refs: bool) -> None:
+        self.rng = random.Random(seed)
+        self.total = total
+        self.random_refs = random_refs
+        self.clock = float(START)
+
+    def ref_id(self, ref: str, record_id: int) -> int:
+        pool = REF_POOLS.get(ref, 100)
+        if self.random_refs:
+            return 10**17 + self.rng.randrange(1, 10**6)
+        if pool == "recent":
+            return max(10**17 + 1, record_id - self.rng.randrange(0, 2000))
+        size = max(1, int(pool * self.total)) if isinstance(pool, float) else int(pool)
+        return 10**17 + self.rng.randrange(1, size + 1)
+
+    def vary(self, template: dict[str, object], record_id: int) -> dict[str, object]:
+        """The template with its own id, self link and timestamps, and links to other ids."""
+        rng = self.rng
+        record = dict(template)
+        if "id" in record:
+            record["id"] = record_id if rng.random() < 0.5 else str(record_id)
+        self.clock += rng.random() * 600
+        if "created_at" in record:
+            record["created_at"] = _timestamp(self.clock)
+        if "updated_at" in record:
+            # Most records never change after creation; some were edited later.
+            late = rng.random() < 0.3
+            record["updated_at"] = _timestamp(
+                self.clock + (rng.random() * 3e7 if late else rng.random() * 60)
+            )
+        for key, value in template.items():
+            if isinstance(value, dict) and isinstance(value.get("links"), dict):
+                url = value["links"].get("self", "")
+                if not isinstance(url, str) or not url.rsplit("/", 1)[-1].isdigit():
+                    continue
+                base = url.rsplit("/", 1)[0]
+                if key == "links":
+                    record[key] = {"self": f"{base}/{record_id}"}
+                else:
+                    record[key] = {"links": {"self": f"{base}/{self.ref_id(key, record_id)}"}}
+        return record
+
+
+def _pages(total: int, page_size: int, seed: int, random_refs: bool = False) -> Iterator[Page]:
+    maker = _Maker(total, seed, random_refs)
+    rng = maker.rng
+    templates = [(r, v, _template(r, f), share) for r, v, f, share in MIX]
+    weights = [t[3] for t in templates]
+    next_id = {r: 10**17 for r, _v, _t, _s in templates}
+    made = 0
+    while made < total:
+        name, variant, template, _share = rng.choices(templates, weights)[0]
+        n = min(page_size, total - made)
+        records = []
+        for _ in range(n):
+            next_id[name] += rng.randrange(1, 50)
+            records.append(maker.vary(template, next_id[name]))
+        made += n
+        state = json.dumps({"cursor": next_id[name]})
+        yield Page(BY_NAME[name], variant, records, [("crawl", state, False)])
+
+
+@dataclass(frozen=True)
+class Result:
+    records: int
+    quarantined: int
+    seconds: float
+    """Wall time in the staging package: every write_batch, plus finish_run (index build)."""
+    cpu_seconds: float
+    records_per_second: int
+    records_per_cpu_second: int
+    """Throughput if this process had a core to itself (shared CI machines are noisy)."""
+    peak_rss_mb: float
+    file_mb: float
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._wall
+        self.cpu += time.process_time() - self._cpu
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6, 1)
+
+
+def run(
+    records: int,
+    *,
+    page_size: int = 100,
+    batch_pages: int = 10,
+    seed: int = 1,
+    random_refs: bool = False,
+) -> Result:
+    timer = _Timer()
+    written = quarantined = 0
+    with tempfile.TemporaryDirectory(prefix="staging-bench-") as tmp:
+        path = Path(tmp) / "bench.staging"
+        with open_staging(path, create=True) as staging:
+            run_id = staging.start_run(mode="full", selection=["patients"])
+            writer = staging.writer(run_id)
+            batch: list[Page] = []
+            for page in _pages(records, page_size, seed, random_refs):
+                batch.append(page)
+                if len(batch) == batch_pages:
+                    with timer:
+                        result = writer.write_batch(batch)
+                    written += result.written
+                    quarantined += result.quarantined
+                    batch = []
+            with timer:
+                if batch:
+                    result = writer.write_batch(batch)
+                    written += result.written
+                    quarantined += result.quarantined
+                staging.finish_run(run_id, "complete")
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    return Result(
+        records=written,
+        quarantined=quarantined,
+        seconds=round(timer.wall, 3),
+        cpu_seconds=round(timer.cpu, 3),
+        records_per_second=round(written / timer.wall) if timer.wall else 0,
+        records_per_cpu_second=round(written / timer.cpu) if timer.cpu else 0,
+        peak_rss_mb=_peak_rss_mb(),
+        file_mb=round(size / 1e6, 1),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--batch-pages", type=int, default=10, help="pages per transaction")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--random-refs",
+        action="store_true",
+        help="worst case: every ref is a random id out of a million (no clinic looks like this)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    result = run(
+        args.records,
+        page_size=args.page_size,
+        batch_pages=args.batch_pages,
+        seed=args.seed,
+        random_refs=args.random_refs,
+    )
+    if args.json:
+        print(json.dumps(asdict(result)))
+    else:
+        print(
+            f"staging ingest: {result.records:,} records in {result.seconds:.2f}s "
+            f"= {result.records_per_second:,} records/s "
+            f"({result.records_per_cpu_second:,}/s of CPU time; bar 50,000); "
+            f"peak RSS {result.peak_rss_mb:.0f} MB; file {result.file_mb:.0f} MB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

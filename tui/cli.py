@@ -1,0 +1,262 @@
+"""The `cliniko-switch` command line (DESIGN.md section 2).
+
+Each command imports its engine lazily, so `cliniko-switch sandbox` or `download` never pays
+for Textual's import, and the engine packages stay free of any UI import.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+# Exit codes (DESIGN.md section 2).
+EXIT_OK = 0
+EXIT_VERIFY_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 3
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit_json(document: dict[str, Any]) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def _key_and_url(region: str | None, api_url: str | None) -> tuple[Any, str]:
+    """The key (env or hidden prompt, never an argument) and the API base URL for its shard."""
+    from engine.cliniko import SetupError, base_url_for, check_region, key_from_env_or_prompt
+
+    prompt: Callable[[str], str] | None = None
+    if not sys.stdin.isatty():
+        # No terminal to ask on: only the environment can supply the key.
+        def prompt(_label: str) -> str:
+            _fail("set CLINIKO_API_KEY (no terminal to ask for the key on)")
+
+    try:
+        key = key_from_env_or_prompt(prompt)
+        if region:
+            check_region(key, region)
+        return key, base_url_for(key.shard, api_url)
+    except SetupError as exc:
+        _fail(str(exc))
+
+
+def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run the engine; SIGTERM and SIGHUP (a dropped SSH session) stop it like Ctrl-C does."""
+    import signal
+
+    import anyio
+
+    async def guarded() -> int:
+        async with anyio.create_task_group() as tg:
+            outcome: list[int] = []
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+                    async for _signum in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def body() -> None:
+                outcome.append(await main())
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(body)
+        if not outcome:
+            raise KeyboardInterrupt
+        return outcome[0]
+
+    try:
+        return anyio.run(guarded)
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: the staging file keeps every committed page; run the same command "
+            "again to resume",
+            err=True,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _parse_rate(spec: str) -> tuple[int, float]:
+    from engine.cliniko import parse_rate
+
+    try:
+        return parse_rate(spec)
+    except ValueError as exc:
+        _fail(f"--rate-limit: {exc}")
+
+
+def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--rate-limit",
+        default="200/60",
+        show_default=True,
+        help="Request budget N/SECONDS (Cliniko allows 200 per minute).",
+    )(func)
+    func = click.option(
+        "--api-url",
+        default=None,
+        help="Override the shard's base URL (plain http only to loopback, for the sandbox).",
+    )(func)
+    func = click.option(
+        "--region", default=None, help="The shard you expect (au1, uk1, ...); checked against the key."
+    )(func)
+    return click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")(
+        func
+    )
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(package_name="cliniko-switch")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Copy a clinic out of Cliniko (read-only) into a MyNewClinic clinic.
+
+    The API key is read from CLINIKO_API_KEY or asked for with hidden input; it is never a
+    command-line argument and is never written anywhere.
+    """
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("the full-screen wizard is not built yet; see --help")
+
+
+@cli.command()
+@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--size",
+    type=click.Choice(["tiny", "small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="Clinic size: tiny ~100 records, small ~5,000, medium ~100,000, large ~1,000,000.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same clinic.")
+@click.option(
+    "--rate-limit",
+    default="200/60",
+    show_default=True,
+    help="Requests per window per key, N/SECONDS (e.g. 200/6 for a faster clock).",
+)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option(
+    "--faults",
+    default="",
+    help="Injected faults, e.g. 5xx=0.05,reset=0.01,slow=0.02,burst429=0.01",
+)
+@click.option("--shard", default="au1", show_default=True, help="The shard this sandbox plays.")
+def sandbox(
+    port: int,
+    size: str,
+    seed: int,
+    rate_limit: str,
+    latency_ms: float,
+    faults: str,
+    shard: str,
+) -> None:
+    """Serve a synthetic Cliniko on 127.0.0.1 (for tests, demos and training)."""
+    from sandbox.serve import serve_cli
+
+    serve_cli(
+        port=port,
+        size=size,
+        seed=seed,
+        rate_limit=rate_limit,
+        latency_ms=latency_ms,
+        faults=faults,
+        shard=shard,
+    )
+
+
+@cli.command()
+@api_options
+def preview(as_json: bool, region: str | None, api_url: str | None, rate_limit: str) -> None:
+    """Connect and print the count of each resource (one request per list)."""
+    from engine.cliniko import ClinikoError
+    from engine.preview import preview as run_preview
+    from tui.textout import TextProgress
+
+    key, base_url = _key_and_url(region, api_url)
+    rate = _parse_rate(rate_limit)
+
+    async def main() -> int:
+        try:
+            result = await run_preview(
+                key, base_url=base_url, rate_limit=rate, sink=TextProgress()
+            )
+        except ClinikoError as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        if as_json:
+            _emit_json(result.to_json())
+        else:
+            click.echo(
+                f"account {result.account_name!r} on {result.shard}: about "
+                f"{result.estimated_requests} requests, {result.estimated_minutes:.1f} minutes "
+                f"at {result.rate_per_minute:.0f} per minute",
+                err=True,
+            )
+        return EXIT_OK
+
+    sys.exit(_run_async(main))
+
+
+@cli.command()
+@click.option("--staging", "staging_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--only", default=None, help="Comma-separated parts or resources (default: all).")
+@click.option("--parallel", default=16, show_default=True, help="Parallel walks per large list.")
+@api_options
+def download(
+    staging_path: Path,
+    only: str | None,
+    parallel: int,
+    as_json: bool,
+    region: str | None,
+    api_url: str | None,
+    rate_limit: str,
+) -> None:
+    """Download into the staging file; resume an interrupted run; top up a complete one."""
+    from engine.cliniko import ClinikoError, NetworkError
+    from engine.extract import DownloadOptions, download_result_json
+    from engine.extract import download as run_download
+    from engine.resources import ALL_PARTS, UnknownSelection, resources_for
+    from staging import StagingError
+    from tui.textout import TextProgress
+
+    selection = tuple(s.strip() for s in only.split(",") if s.strip()) if only else ALL_PARTS
+    try:
+        resources_for(selection)
+    except UnknownSelection as exc:
+        _fail(str(exc))
+    key, base_url = _key_and_url(region, api_url)
+    opts = DownloadOptions(
+        staging_path=staging_path,
+        base_url=base_url,
+        selection=selection,
+        rate_limit=_parse_rate(rate_limit),
+        parallel=parallel,
+    )
+
+    async def main() -> int:
+        try:
+            result = await run_download(key, opts, sink=TextProgress())
+        except StagingError as exc:
+            _fail(str(exc))
+        except NetworkError as exc:
+            _fail(f"{exc} (the run is resumable: run the same command again)", EXIT_INTERRUPTED)
+        except ClinikoError as exc:
+            _fail(str(exc))
+        if as_json:
+            _emit_json(download_result_json(result))
+        return EXIT_OK if result.outcome == "complete" else EXIT_VERIFY_FAILED
+
+    sys.exit(_run_async(main))
+
+
+def main() -> None:
+    cli()
