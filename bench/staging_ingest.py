@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -24,8 +25,14 @@ from pathlib import Path
 from engine.resources import BY_NAME
 from staging import Page, open_staging
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "cliniko" / "examples"
-FALLBACK_EXAMPLES = Path("/work/shared/cliniko/examples")
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_DIRS = (
+    # Cliniko's documented example payloads: $CLINIKO_EXAMPLES, the shared extraction next to
+    # the checkout, or the copy the mapping tests keep in the repository.
+    *([Path(os.environ["CLINIKO_EXAMPLES"])] if os.environ.get("CLINIKO_EXAMPLES") else []),
+    REPO.parent / "shared" / "cliniko" / "examples",
+    REPO / "tests" / "mapping" / "examples",
+)
 
 # (resource, variant, example file, share of a clinic's records)
 MIX: tuple[tuple[str, str, str, float], ...] = (
@@ -42,15 +49,14 @@ MIX: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
-def _examples_dir() -> Path:
-    return EXAMPLES if EXAMPLES.is_dir() else FALLBACK_EXAMPLES
-
-
-def _template(resource: str, filename: str) -> dict[str, object]:
-    doc = json.loads((_examples_dir() / filename).read_text())
-    record = doc[resource][0]
-    assert isinstance(record, dict)
-    return record
+def _template(resource: str, filename: str) -> dict[str, object] | None:
+    for folder in EXAMPLE_DIRS:
+        path = folder / filename
+        if path.is_file():
+            record = json.loads(path.read_text())[resource][0]
+            assert isinstance(record, dict)
+            return record
+    return None
 
 
 # How records reference each other in a clinic. "recent": the record is made with, or just
@@ -131,7 +137,11 @@ class _Maker:
 def _pages(total: int, page_size: int, seed: int, random_refs: bool = False) -> Iterator[Page]:
     maker = _Maker(total, seed, random_refs)
     rng = maker.rng
-    templates = [(r, v, _template(r, f), share) for r, v, f, share in MIX]
+    found = [(r, v, _template(r, f), share) for r, v, f, share in MIX]
+    templates = [(r, v, t, share) for r, v, t, share in found if t is not None]
+    if not templates:
+        dirs = ", ".join(str(d) for d in EXAMPLE_DIRS)
+        raise SystemExit(f"no Cliniko example payloads found (looked in {dirs})")
     weights = [t[3] for t in templates]
     next_id = {r: 10**17 for r, _v, _t, _s in templates}
     made = 0

@@ -56,7 +56,7 @@ class RequestStats(Event):
 
 
 class Notice(Event):
-    """Something the operator should know that is not an error (a retry storm, a 4xx on one list)."""
+    """Something the operator should know that is not an error (a 4xx on one list, a 429)."""
 
     kind: Literal["notice"] = "notice"
     level: Literal["info", "warning"] = "info"
@@ -87,7 +87,23 @@ class RunFinished(Event):
     error: str | None = None
 
 
-AnyEvent = RunStarted | ListProgress | RequestStats | Notice | CountReady | RunFinished
+class LoadProgress(Event):
+    """Plan or load: one clinic record kind moved on (one bar per kind).
+
+    `record_kind` is the clinic kind (patient, appointment, ...): `kind` is every event's tag.
+    Added for engine/plan.py and engine/load.py.
+    """
+
+    kind: Literal["load_progress"] = "load_progress"
+    phase: Literal["plan", "load", "verify"] = "load"
+    record_kind: str
+    done: int
+    total: int
+
+
+AnyEvent = (
+    RunStarted | ListProgress | RequestStats | Notice | CountReady | RunFinished | LoadProgress
+)
 EventSink = Callable[[AnyEvent], None]
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -58,9 +58,11 @@ from engine.resources import (
     list_variants,
     resources_for,
 )
-from staging import StagingDB, open_staging
+from staging import Page, RunCounters, StagingDB, open_staging
 
 LOG = logging.getLogger("cliniko_switch.extract")
+
+Outcome = Literal["complete", "interrupted", "failed"]
 
 TOPUP_OVERLAP = timedelta(minutes=5)
 META_PENDING = "pending_run"
@@ -244,7 +246,7 @@ class Download:
                 # writer far ahead of the network.
                 while len(batch) < 64:
                     try:
-                        batch.append(receive.receive_nowait())
+                        batch.append(receive.receive_nowait())  # type: ignore[attr-defined]
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 pages = []
@@ -252,10 +254,10 @@ class Download:
                     tag = f"{scope}:{walk.scope_tag}"
                     checkpoints = [(tag + page.unit, page.state, page.done)]
                     checkpoints += [(tag + u, state, done) for u, state, done in page.extra_units]
-                    pages.append((walk.resource, walk.variant, page.records, checkpoints))
+                    pages.append(Page(walk.resource, walk.variant, page.records, checkpoints))
                     self.records += len(page.records)
-                quarantined = await anyio.to_thread.run_sync(writer.write_pages, pages)
-                self.quarantined += quarantined
+                written = await anyio.to_thread.run_sync(writer.write_batch, pages)
+                self.quarantined += written.quarantined
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -300,9 +302,9 @@ class Download:
                 pending["selection"] = list(opts.selection)
             db.set_meta(META_PENDING, json.dumps(pending, sort_keys=True))
             run_id = db.start_run(
-                mode=mode if mode != "resume" else f"resume:{pending['scope']}",
+                mode="resume" if mode == "resume" else ("topup" if mode == "topup" else "full"),
                 shard=self.key.shard,
-                api_host=client.host,
+                api_base_host=client.host,
                 selection=list(opts.selection),
             )
             result = DownloadResult(
@@ -316,15 +318,15 @@ class Download:
             try:
                 await self._download(db, client, run_id, user_page.data, pending, selected, result)
             except BaseException as exc:
-                outcome = "interrupted"
+                outcome: Outcome = "interrupted"
                 if isinstance(exc, SetupError | ClinikoError) and not _is_transient(exc):
                     outcome = "failed"
                 self._finish(db, client, result, outcome, error=_safe_error(exc))
                 raise
-            outcome = "complete" if not result.failed_lists else "failed"
-            self._finish(db, client, result, outcome)
-            if outcome == "complete":
-                db.clear_checkpoints(pending["scope"])
+            final: Outcome = "complete" if not result.failed_lists else "failed"
+            self._finish(db, client, result, final)
+            if final == "complete":
+                db.clear_checkpoints(f"{pending['scope']}:", prefix=True)
                 db.set_meta(META_LAST_COMPLETE, pending["started"])
                 db.delete_meta(META_PENDING)
             return result
@@ -334,7 +336,7 @@ class Download:
         db: StagingDB,
         client: ClinikoClient,
         result: DownloadResult,
-        outcome: str,
+        outcome: Outcome,
         error: str | None = None,
     ) -> None:
         stats = client.stats
@@ -347,20 +349,18 @@ class Download:
         result.quarantined = self.quarantined
         result.seconds = time.monotonic() - self.started
         result.lists = [w.result for w in self.walks if w.result is not None]
-        with anyio.CancelScope(shield=True):
-            db.finish_run(
-                result.run_id,
-                outcome=outcome,
-                requests=result.requests,
-                retries=result.retries,
-                rate_limited=result.rate_limited,
-                records=result.records,
-                error=error,
-            )
+        counters = RunCounters(
+            requests=result.requests,
+            retries=result.retries,
+            rate_limited=result.rate_limited,
+            records=result.records,
+            quarantined=result.quarantined,
+        )
+        db.finish_run(result.run_id, outcome, counters, error=error)
         self.sink(
             RunFinished(
                 run_id=result.run_id,
-                outcome="complete" if outcome == "complete" else outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 requests=result.requests,
                 retries=result.retries,
                 rate_limited=result.rate_limited,
@@ -395,7 +395,7 @@ class Download:
         if isinstance(account.get("time_zone"), str):
             db.set_meta("time_zone", account["time_zone"])
 
-        units = db.load_checkpoints(scope)
+        units = _units(db, scope)
         lists = list_variants(selected)
         self.walks = [_Walk(r, v, r.variant_path(v)) for r, v in lists]
         self.sink(
@@ -412,7 +412,7 @@ class Download:
         for resource in selected:
             if resource.per_parent:
                 parent = BY_NAME[resource.per_parent]
-                ids = db.ids_updated_since(parent.name, since)
+                ids = _ids_updated_since(db, parent.name, since)
                 nested = [
                     _Walk(resource, "active", f"{parent.path}/{pid}{resource.path}", parent=pid)
                     for pid in sorted(ids, key=int)
@@ -521,6 +521,26 @@ class Download:
             self._progress(walk, done=True)
 
 
+def _units(db: StagingDB, scope: str) -> dict[tuple[str, str], dict[str, tuple[str, bool]]]:
+    """Checkpoints of an interrupted run, per list: unit -> (state, done)."""
+    units: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {}
+    prefix = f"{scope}:"
+    for full_scope, by_list in db.checkpoints_under(prefix).items():
+        unit = full_scope[len(prefix) :]
+        for list_key, saved in by_list.items():
+            units.setdefault(list_key, {})[unit] = (saved.state, saved.done)
+    return units
+
+
+def _ids_updated_since(db: StagingDB, resource: str, since: str | None) -> list[str]:
+    sql = f'SELECT id FROM "{resource}"'  # noqa: S608 - resource names come from the catalogue
+    args: list[str] = []
+    if since:
+        sql += " WHERE updated_at >= ?"
+        args.append(since)
+    return [str(row[0]) for row in db.conn.execute(sql, args)]
+
+
 def _is_transient(exc: BaseException) -> bool:
     from engine.cliniko import NetworkError, RateLimited, ServerError, TLSFailure
 
@@ -536,9 +556,7 @@ def _safe_error(exc: BaseException) -> str:
     return text[:500]
 
 
-async def download(
-    key: ApiKey, opts: DownloadOptions, sink: EventSink = discard
-) -> DownloadResult:
+async def download(key: ApiKey, opts: DownloadOptions, sink: EventSink = discard) -> DownloadResult:
     """Download (or resume, or top up) the selected parts of a clinic into the staging file."""
     return await Download(key, opts, sink).run()
 
@@ -555,8 +573,17 @@ def download_result_json(result: DownloadResult) -> dict[str, Any]:
     for item in result.lists:
         entry = per_resource.setdefault(
             item.resource,
-            {"resource": item.resource, "records": 0, "pages": 0, "requests": 0, "retries": 0,
-             "rate_limited": 0, "seconds": 0.0, "variants": [], "errors": []},
+            {
+                "resource": item.resource,
+                "records": 0,
+                "pages": 0,
+                "requests": 0,
+                "retries": 0,
+                "rate_limited": 0,
+                "seconds": 0.0,
+                "variants": [],
+                "errors": [],
+            },
         )
         entry["records"] += item.records
         entry["pages"] += item.pages

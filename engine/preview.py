@@ -70,7 +70,7 @@ async def preview(
     selection: tuple[str, ...] = ALL_PARTS,
     rate_limit: tuple[int, float] = (200, 60.0),
     user_agent: str = DEFAULT_USER_AGENT,
-    timeout: float = 30.0,
+    request_timeout: float = 30.0,
     retry: RetryPolicy | None = None,
     sink: EventSink = discard,
 ) -> PreviewResult:
@@ -80,7 +80,7 @@ async def preview(
         base_url=base_url,
         limiter=limiter,
         user_agent=user_agent,
-        timeout=timeout,
+        timeout=request_timeout,
         retry=retry,
     ) as client:
         await client.get("/user")  # the connection check: a bad key stops here
@@ -115,7 +115,7 @@ async def preview(
             for resource, variant in lists:
                 tg.start_soon(count, resource.name, variant, resource.variant_path(variant))
         # Keep the catalogue's order, whatever order the answers came in.
-        order = {(r.name, v): i for i, (r, v) in enumerate(lists)}
+        order: dict[tuple[str, str], int] = {(r.name, v): i for i, (r, v) in enumerate(lists)}
         result.counts = dict(sorted(result.counts.items(), key=lambda kv: order[kv[0]]))
         nested = [r for r in resources_for(selection) if r.per_parent]
         practitioners = 0

@@ -89,7 +89,7 @@ class Rates:
 
 SHAPE_RATES: dict[str, Rates] = {
     "balanced": Rates(6.55, 0.086, 0.2, 0.78, 0.95, 0.25, 0.3, 0.05, 0.1, 0.6, 0.25),
-    "appointments_heavy": Rates(25.0, 0.02, 0.05, 0.04, 0.05, 0.0, 0.2, 0.02, 0.05, 0.5, 0.1),
+    "appointments_heavy": Rates(28.0, 0.02, 0.05, 0.03, 0.04, 0.0, 0.2, 0.02, 0.05, 0.5, 0.1),
     "many_small": Rates(1.0, 0.1, 1.0, 1.0, 1.0, 0.0, 1.0, 0.6, 0.8, 1.0, 1.0),
 }
 
@@ -640,7 +640,7 @@ class Generator:
             created = self._ref_ms(i, plan.types)
             archived = None
             if base[7]:
-                archived = self.hist_ms + rng.randrange(HISTORY_DAYS // 2) * DAY_MS
+                archived = self.hist_ms + rng.randrange(HISTORY_DAYS // 2 * DAY_MS)
             billable = base[5] if base[5] is not None and base[5] < plan.billable_items else None
             template = next(
                 (
@@ -685,7 +685,7 @@ class Generator:
             created = self._ref_ms(i, total_pr) + HOUR_MS
             inactive_from = None
             if inactive:
-                inactive_from = self.hist_ms + rng.randrange(HISTORY_DAYS // 2) * DAY_MS
+                inactive_from = self.hist_ms + rng.randrange(HISTORY_DAYS // 2 * DAY_MS)
             tz = self.businesses[home].rails_tz
             user = self._new(
                 "users",
@@ -1461,7 +1461,7 @@ class Generator:
         deleted = None
         updated = r.ms
         if name == forms.DELETED_TEMPLATE:
-            deleted_ms = self.hist_ms + HISTORY_DAYS // 3 * DAY_MS
+            deleted_ms = self.hist_ms + HISTORY_DAYS // 3 * DAY_MS + 37_913_000
             deleted, updated = ts(deleted_ms), deleted_ms
         rng = self.crng
         return {
@@ -2038,6 +2038,8 @@ def generate(
     plan = make_plan(size, shape)
     if anchor is None:
         anchor = datetime.now(UTC).date()
+    elif isinstance(anchor, datetime):
+        anchor = anchor.astimezone(UTC).date() if anchor.tzinfo else anchor.date()
     started = time.perf_counter()
     conn, owned = _connect(target)
     try:

@@ -27,7 +27,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from sandbox.catalog import OPERATORS, TYPE_LABELS, FieldType, Spec
+from sandbox.catalog import OPERATORS, TYPE_LABELS, Spec
 
 
 class QueryError(ValueError):
@@ -208,7 +208,3 @@ def order_by(spec: Spec, sort: str | None, order: str | None) -> str:
     if not any(c == spec.key for c, _ in columns):
         columns.append((spec.key, "ASC"))
     return ", ".join(f"{c} {d}" for c, d in columns)
-
-
-def filter_type(spec: Spec, field: str) -> FieldType | None:
-    return spec.filters.get(field)

@@ -133,7 +133,6 @@ class ClinicStore:
         self.size = str(self._meta.get("size", ""))
         self.shape = str(self._meta.get("shape", ""))
         self.report = report
-        self._created = 0
 
     # ----------------------------------------------------------------------- construction
 
@@ -542,7 +541,6 @@ class ClinicStore:
         last = int(row[0] or 0)
         if spec.key == "_k":
             return last + 1
-        self._created += 1
         return max(snowflake(ms, CODES[spec.name], 0x1FFFF), last + 1)
 
     def _template(self, spec: Spec) -> Body:
@@ -604,8 +602,10 @@ class ClinicStore:
     def create(self, resource: str, **overrides: Any) -> str:
         """A new record modelled on the newest one of its kind, with `overrides` applied
         (body fields, or `<link>_id=` for links). Returns the new id (for referral sources,
-        the patient id; services, the internal key). Creating an individual appointment also
-        creates its attendee."""
+        the patient id; services, the internal key). People (patients, contacts, users,
+        practitioners) get a fresh synthetic name and date of birth, the last name suffixed
+        with part of the id so that name-and-birth-date matching never mistakes them for an
+        existing record. Creating an individual appointment also creates its attendee."""
         spec = BY_NAME.get(resource)
         if spec is None:
             raise ValueError(f"unknown resource {resource!r}")
@@ -665,6 +665,8 @@ class ClinicStore:
         spec = BY_NAME.get(resource)
         if spec is None:
             raise ValueError(f"unknown resource {resource!r}")
+        if spec.key == "patient_id" and {"patient", "patient_id"} & set(changes):
+            raise ValueError("a referral source belongs to its patient; delete and create instead")
         with self._writing():
             _, now = self._now()
             body = self._load(spec, _key(record_id))

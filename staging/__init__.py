@@ -26,13 +26,21 @@ from staging.quarantine import QuarantineRow
 from staging.review import REF_TARGETS, Anomaly, ResourceCount, StagedRow
 from staging.runs import Outcome, RunCounters, RunInfo, RunMode, SavedCheckpoint
 from staging.schema import SCHEMA_VERSION
-from staging.writer import Checkpoint, Page, PageWriter, WriteResult, canonical_id
+from staging.writer import (
+    Checkpoint,
+    CheckpointLike,
+    Page,
+    PageWriter,
+    WriteResult,
+    canonical_id,
+)
 
 __all__ = [
     "REF_TARGETS",
     "SCHEMA_VERSION",
     "Anomaly",
     "Checkpoint",
+    "CheckpointLike",
     "CorruptStaging",
     "NewerSchema",
     "NotAStagingFile",

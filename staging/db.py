@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from types import TracebackType
 
 from sqlite_utils import Database
 
+from engine.resources import Resource
 from staging import quarantine, review, runs
 from staging.errors import (
     CorruptStaging,
@@ -34,10 +34,10 @@ from staging.errors import (
     NotAStagingFile,
     OlderSchema,
     StagingError,
-    StagingLocked,
     StagingMissing,
     StagingWriteError,
 )
+from staging.lock import WriterLock
 from staging.runs import Outcome, RunCounters, RunInfo, RunMode, SavedCheckpoint
 from staging.schema import (
     FORMAT,
@@ -50,7 +50,7 @@ from staging.schema import (
     sync_catalogue,
 )
 from staging.sql import immediate, raise_translated, utc_now
-from staging.writer import PageWriter
+from staging.writer import PageWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -76,78 +76,6 @@ def tool_version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The writer's lock file.
-
-
-class _WriterLock:
-    """An exclusive `flock` on `<staging file>.lock`, held while the file is open for writing.
-
-    The lock file is removed on release; an acquirer checks that the file it locked is still
-    the one at the path, so a writer that is just releasing cannot let two others in.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = -1
-
-    def acquire(self, staging: Path) -> None:
-        for _ in range(10):
-            try:
-                fd = os.open(
-                    self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
-                )
-            except OSError as exc:
-                raise StagingWriteError(
-                    staging,
-                    f"cannot create the lock file {self.path.name} ({exc.strerror}); "
-                    "check that the folder is writable",
-                ) from exc
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_pid(fd)
-                os.close(fd)
-                who = f" (process {holder})" if holder else ""
-                raise StagingLocked(
-                    staging,
-                    f"another cliniko-switch{who} has this staging file open for writing; "
-                    "wait for its download to finish or stop it, then try again",
-                ) from None
-            except OSError:
-                os.close(fd)
-                raise
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._fd = fd
-                return
-            os.close(fd)
-        raise StagingLocked(staging, "could not take the writer's lock; try again")
-
-    def release(self) -> None:
-        if self._fd < 0:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            log.debug("could not remove %s", self.path)
-        os.close(self._fd)
-        self._fd = -1
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-# ---------------------------------------------------------------------------------------------
 # The open file.
 
 
@@ -162,7 +90,7 @@ class StagingDB:
         conn: sqlite3.Connection,
         *,
         readonly: bool,
-        lock: _WriterLock | None,
+        lock: WriterLock | None,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -213,16 +141,29 @@ class StagingDB:
     def meta(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self._conn.execute("SELECT key, value FROM _meta")}
 
+    def get_meta(self, key: str) -> str | None:
+        found = self._conn.execute("SELECT value FROM _meta WHERE key = ?", [key]).fetchone()
+        return None if found is None else str(found[0])
+
     def set_meta(self, key: str, value: str) -> None:
         self._writable()
         with immediate(self._conn, self.path):
             set_meta(self._db, key, value)
+
+    def delete_meta(self, key: str) -> None:
+        self._writable()
+        with immediate(self._conn, self.path):
+            self._conn.execute("DELETE FROM _meta WHERE key = ?", [key])
 
     # -- writing ------------------------------------------------------------------------------
 
     def writer(self, run_id: int) -> PageWriter:
         self._writable()
         return PageWriter(self._conn, self.path, run_id)
+
+    def set_single(self, resource: Resource, obj: object, run_id: int) -> WriteResult:
+        """Stage `/user` or `/settings` (see `PageWriter.set_single`)."""
+        return self.writer(run_id).set_single(resource, obj)
 
     # -- runs and checkpoints -----------------------------------------------------------------
 
@@ -284,11 +225,16 @@ class StagingDB:
         return runs.incomplete_run(self._conn)
 
     def get_checkpoints(self, scope: str) -> dict[tuple[str, str], SavedCheckpoint]:
+        """The checkpoints of one scope, by (resource, variant)."""
         return runs.get_checkpoints(self._conn, scope)
 
-    def clear_checkpoints(self, scope: str) -> int:
+    def checkpoints_under(self, prefix: str) -> dict[str, dict[tuple[str, str], SavedCheckpoint]]:
+        """Checkpoints of every scope starting with `prefix` ("crawl:" ...), by scope."""
+        return runs.checkpoints_under(self._conn, prefix)
+
+    def clear_checkpoints(self, scope: str, *, prefix: bool = False) -> int:
         self._writable()
-        return runs.clear_checkpoints(self._conn, self.path, scope)
+        return runs.clear_checkpoints(self._conn, self.path, scope, prefix=prefix)
 
     # -- review (read-only) -------------------------------------------------------------------
 
@@ -322,6 +268,9 @@ class StagingDB:
 
     def iter_records(self, resource: str) -> Iterator[review.StagedRow]:
         return review.iter_records(self._conn, resource)
+
+    def ids_updated_since(self, resource: str, since: str | None) -> list[str]:
+        return review.ids_updated_since(self._conn, resource, since)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +308,7 @@ def open_staging(
         if not create:
             raise StagingMissing(p, "no such file; check the path, or run a download first")
         created = _create_private(p)
-    lock = None if readonly else _WriterLock(lock_path(p))
+    lock = None if readonly else WriterLock(lock_path(p))
     try:
         if lock is not None:
             lock.acquire(p)
@@ -397,7 +346,7 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def _open(
-    path: Path, lock: _WriterLock | None, *, create: bool, busy_timeout_ms: int, check: bool
+    path: Path, lock: WriterLock | None, *, create: bool, busy_timeout_ms: int, check: bool
 ) -> StagingDB:
     readonly = lock is None
     try:

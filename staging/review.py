@@ -236,6 +236,19 @@ def staged_ids(conn: sqlite3.Connection, resource_name: str, variant: str) -> se
     return {r[0] for r in cur}
 
 
+def ids_updated_since(conn: sqlite3.Connection, resource_name: str, since: str | None) -> list[str]:
+    """Ids of rows with `updated_at >= since` (every id if `since` is None), in id order."""
+    resource = _resource(resource_name)
+    if resource.name not in _tables(conn):
+        return []
+    cur = conn.execute(
+        f"SELECT id FROM {q(resource.name)}"  # noqa: S608
+        " WHERE ? IS NULL OR updated_at >= ? ORDER BY length(id), id",
+        [since, since],
+    )
+    return [r[0] for r in cur]
+
+
 # ---------------------------------------------------------------------------------------------
 # Anomalies
 

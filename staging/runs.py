@@ -185,6 +185,27 @@ def get_checkpoints(conn: sqlite3.Connection, scope: str) -> dict[tuple[str, str
     return {(r, v): SavedCheckpoint(state, bool(done)) for r, v, state, done in cur}
 
 
-def clear_checkpoints(conn: sqlite3.Connection, path: Path, scope: str) -> int:
+def checkpoints_under(
+    conn: sqlite3.Connection, prefix: str
+) -> dict[str, dict[tuple[str, str], SavedCheckpoint]]:
+    """Every checkpoint whose scope starts with `prefix`, by scope, then (resource, variant)."""
+    cur = conn.execute(
+        "SELECT scope, resource, variant, state, done FROM _checkpoints"
+        " WHERE substr(scope, 1, length(?)) = ?",
+        [prefix, prefix],
+    )
+    out: dict[str, dict[tuple[str, str], SavedCheckpoint]] = {}
+    for scope, r, v, state, done in cur:
+        out.setdefault(scope, {})[(r, v)] = SavedCheckpoint(state, bool(done))
+    return out
+
+
+def clear_checkpoints(
+    conn: sqlite3.Connection, path: Path, scope: str, *, prefix: bool = False
+) -> int:
+    """Forget a scope's checkpoints (every scope starting with `scope` if `prefix`)."""
     with immediate(conn, path):
+        if prefix:
+            sql = "DELETE FROM _checkpoints WHERE substr(scope, 1, length(?)) = ?"
+            return conn.execute(sql, [scope, scope]).rowcount
         return conn.execute("DELETE FROM _checkpoints WHERE scope = ?", [scope]).rowcount

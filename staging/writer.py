@@ -6,17 +6,18 @@ It does not go through sqlite-utils' `upsert_all`, which inspects columns and bu
 chunk and cannot express the merge rules below; one statement reused through the sqlite3
 statement cache is what keeps ingest above 50,000 records/s (DESIGN.md section 8).
 
-Merge rules when a row is already staged:
+Merge rules when a row is already staged. They do not depend on the order pages arrive in
+(the engine walks a resource's lists in parallel, and a resumed run is a new run):
 
 * `variants` is the union of every list the row was ever seen in (merged in SQL, never lost).
-* A full record (one with `created_at` or `updated_at`) is Cliniko's latest word on the row:
-  it replaces the ref columns, timestamps, markers and `raw`.
-* An id-only stub (neither timestamp, e.g. a `/patients/deleted` row: `deleted_at` and a
-  self link) never overwrites a full record: the full `raw` is kept and only the stub's
-  markers are noted. Stub over stub (services, referral sources: no timestamps) replaces.
-
-The engine crawls each resource's default list before its variants (`list_variants` order),
-so within a run a deleted or cancelled marker lands after the default list's copy.
+* A *stub* is a record with neither `created_at` nor `updated_at`, such as a
+  `/patients/deleted` row (`deleted_at` and a self link). A stub never overwrites a full
+  record's data: the full `raw`, refs and timestamps are kept and the stub's markers noted.
+* Between two full records the one with the later `updated_at` wins the data (refs,
+  timestamps, `raw`); on a tie the later write does.
+* Markers (`deleted_at`, `archived_at`, `cancelled_at`; "" means unset) accumulate: a marker
+  once seen stays set, unless a strictly newer full record (later `updated_at`) says
+  otherwise - that is an unarchive or a restore, seen by a top-up.
 """
 
 from __future__ import annotations
@@ -157,12 +158,16 @@ class _Spec:
 
 
 def upsert_sql(resource: Resource) -> str:
+    """The page writer's statement for one table: insert, or merge into the staged row."""
     t = q(resource.name)
     cols = data_columns(resource)
-    stub_over_full = (
-        "(excluded.created_at IS NULL AND excluded.updated_at IS NULL"
-        f" AND ({t}.created_at IS NOT NULL OR {t}.updated_at IS NOT NULL))"
-    )
+    new_stub = "(excluded.created_at IS NULL AND excluded.updated_at IS NULL)"
+    old_stub = f"({t}.created_at IS NULL AND {t}.updated_at IS NULL)"
+    # Comparisons with NULL are NULL, which CASE treats as false: only two full records with
+    # timestamps are ever fresher or staler than each other.
+    fresher = f"(excluded.updated_at > {t}.updated_at)"
+    staler = f"(excluded.updated_at < {t}.updated_at)"
+    keep_old = f"(({new_stub} AND NOT {old_stub}) OR {staler})"
     sets: list[str] = []
     for col in cols:
         c = q(col)
@@ -170,8 +175,8 @@ def upsert_sql(resource: Resource) -> str:
             continue
         if col in MARKERS:
             expr = (
-                f"CASE WHEN {stub_over_full} THEN COALESCE(excluded.{c}, {t}.{c})"
-                f" ELSE excluded.{c} END"
+                f"CASE WHEN {fresher} THEN excluded.{c} WHEN {staler} THEN {t}.{c}"
+                f" ELSE COALESCE(excluded.{c}, {t}.{c}) END"
             )
         elif col == "variants":
             parts = " || ".join(
@@ -183,7 +188,7 @@ def upsert_sql(resource: Resource) -> str:
         elif col == "run_id":
             expr = "excluded.run_id"
         else:
-            expr = f"CASE WHEN {stub_over_full} THEN {t}.{c} ELSE excluded.{c} END"
+            expr = f"CASE WHEN {keep_old} THEN {t}.{c} ELSE excluded.{c} END"
         sets.append(f"{c} = {expr}")
     placeholders = ", ".join("?" for _ in cols)
     # Identifiers come from the catalogue and are quoted; values are always bound parameters.
@@ -215,7 +220,7 @@ def _settings_meta(records: Sequence[object]) -> list[tuple[str, str]]:
     if type(account) is not dict:
         return []
     pairs = [("account_name", account.get("name")), ("time_zone", account.get("time_zone"))]
-    return [(key, value) for key, value in pairs if type(value) is str and value]
+    return [(key, value) for key, value in pairs if type(value) is str and _storable(value)]
 
 
 def parse_record(spec: _Spec, record: object, variant: str, run_id: int) -> Row:
@@ -317,14 +322,16 @@ def _referral_source_key(record: dict[str, object]) -> str:
     return canonical_id(m.group(1))
 
 
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(text)
+
+
 def _encodable(row: Row) -> bool:
-    for value in row:
-        if type(value) is str:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-    return True
+    return all(_storable(v) or v == "" for v in row if type(v) is str)
 
 
 class _Prepared(NamedTuple):
@@ -391,7 +398,7 @@ class PageWriter:
                     conn.executemany(quarantine.INSERT_SQL, p.bad)
                 if p.checkpoints:
                     conn.executemany(CHECKPOINT_SQL, p.checkpoints)
-                if p.meta:
+                if p.meta and p.rows:  # only from a settings record that landed
                     conn.executemany(META_SQL, p.meta)
                 result.written += len(p.rows)
                 result.quarantined += len(p.bad)
@@ -424,6 +431,8 @@ class PageWriter:
                         spec.name, variant, record, exc.reason, exc.record_id, run_id, now
                     )
                 )
+        if len(checkpoints) == 3 and isinstance(checkpoints[0], str):  # one, not a list of them
+            raise TypeError("Page.checkpoints is a sequence of (scope, state, done) tuples")
         cps: list[tuple[str, str, str, str, int, str, int]] = []
         for scope, state, done in checkpoints:
             if type(scope) is not str or type(state) is not str:

@@ -57,7 +57,9 @@ class TextProgress:
         if self.quiet:
             return
         if isinstance(event, RunStarted):
-            self._line(f"run {event.run_id} ({event.mode}): {event.lists} lists -> {event.staging_path}")
+            self._line(
+                f"run {event.run_id} ({event.mode}): {event.lists} lists -> {event.staging_path}"
+            )
         elif isinstance(event, ListProgress):
             if event.done:
                 expected = "" if event.records_expected is None else f"/{event.records_expected}"
@@ -68,8 +70,9 @@ class TextProgress:
         elif isinstance(event, RequestStats):
             self._status(
                 f"  {event.pages_done}/{event.pages_expected} pages  "
-                f"{event.requests} requests  {event.rate_per_minute:.0f}/{event.limit_per_minute:.0f}"
-                f" per min  retries {event.retries}  429s {event.rate_limited}  "
+                f"{event.requests} requests  "
+                f"{event.rate_per_minute:.0f}/{event.limit_per_minute:.0f} per min  "
+                f"retries {event.retries}  429s {event.rate_limited}  "
                 f"elapsed {_duration(event.elapsed_s)}  eta {_duration(event.eta_s)}"
             )
         elif isinstance(event, CountReady):

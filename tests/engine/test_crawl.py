@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from engine.crawl import PER_PAGE, CrawlError, ListCrawl, PageOut, Params
@@ -38,7 +39,7 @@ class FakeList:
         self.requests.append(params)
         if self.before_fetch:
             self.before_fetch(self)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         page, per_page, sort, rows = 1, 50, "created_at", list(self.rows)
         for name, value in params:
             if name == "page":

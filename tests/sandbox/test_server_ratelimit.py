@@ -20,7 +20,7 @@ Client = Callable[..., httpx.Client]
 def test_n_requests_then_429_then_service_after_the_window(
     sandbox: SandboxHandle, sandbox_client: Client
 ) -> None:
-    window = 0.6
+    window = 1.0
     sandbox.set_rate_limit(5, window)
     client = sandbox_client(sandbox)
     url = f"{sandbox.base_url}/patients?per_page=1"
