@@ -499,7 +499,7 @@ class Download:
             units=mine,
             parallel=self.opts.parallel,
             on_progress=lambda _crawl: self._progress(walk),
-            created_before=started if resource.keyset == "created_at" else None,
+            created_before=_created_before(started) if resource.keyset == "created_at" else None,
         )
         walk.result = ListResult(resource.name, walk.variant)
         self._by_path[urlsplit(client.base_url).path.rstrip("/") + walk.path] = walk
@@ -519,6 +519,13 @@ class Download:
             walk.result.seconds = time.monotonic() - began
         if walk.result.error is None:
             self._progress(walk, done=True)
+
+
+def _created_before(started: str) -> str:
+    """The bound for created_at walks: one second past the run's start, because the server's
+    clock has whole seconds and a row created in that same second must not wait for the next
+    top-up. Rows created inside that second can only make the tie checks more careful."""
+    return _iso(_parse_iso(started) + timedelta(seconds=1))
 
 
 def _units(db: StagingDB, scope: str) -> dict[tuple[str, str], dict[str, tuple[str, bool]]]:

@@ -36,7 +36,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 from engine.clinic_rows import (
@@ -200,6 +199,8 @@ class Plan:
     """What the plan was made from: a load of this plan re-plans if it changed."""
     seconds: float = 0.0
     staged_rows: int = 0
+    target_location: str = ""
+    """The target as given (may hold a password: never shown; `target_url` is redacted)."""
 
     def all_items(self) -> Iterable[PlanItem]:
         for kind in self.kinds:
@@ -284,15 +285,12 @@ class Plan:
 # Fingerprints: did the inputs change between the plan and the load?
 
 
-def staging_fingerprint(path: str | os.PathLike[str]) -> list[list[int]]:
-    out = []
-    for p in (Path(path), Path(f"{path}-wal")):
-        try:
-            st = p.stat()
-            out.append([st.st_size, st.st_mtime_ns])
-        except FileNotFoundError:
-            out.append([0, 0])
-    return out
+def staging_fingerprint(staging: StagingDB) -> list[list[Any]]:
+    """The staging file's runs: every download (or top-up) that changes it is a run."""
+    return [
+        [r.run_id, r.started_at, r.finished_at, r.outcome, r.records, r.quarantined]
+        for r in staging.runs()
+    ]
 
 
 def target_fingerprint(store: ClinicBackend) -> dict[str, int]:
@@ -327,9 +325,11 @@ def plan(
         store = open_target(target_url, readonly=True)
         try:
             with store.transaction():  # one consistent snapshot; read-only, nothing to commit
-                return build_plan(
+                result = build_plan(
                     staging, store, parts, moment, staging_path=str(staging_path), sink=sink
                 )
+            result.target_location = target_url
+            return result
         finally:
             store.close()
 
@@ -368,10 +368,11 @@ def build_plan(
         ambiguities=planner.ambiguities,
         warnings=[*inp.warnings, *planner.warnings, *_problem_warnings(inp)],
         fingerprint={
-            "staging": staging_fingerprint(staging_path),
+            "staging": staging_fingerprint(staging),
             "target": target_fingerprint(store),
         },
         staged_rows=planner.staged_rows,
+        target_location=store.url,
     )
     result.seconds = time.perf_counter() - started
     return result

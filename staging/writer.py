@@ -9,7 +9,9 @@ statement cache is what keeps ingest above 50,000 records/s (DESIGN.md section 8
 Merge rules when a row is already staged. They do not depend on the order pages arrive in
 (the engine walks a resource's lists in parallel, and a resumed run is a new run):
 
-* `variants` is the union of every list the row was ever seen in (merged in SQL, never lost).
+* `variants` is the union of the lists the row's current version was seen in (merged in
+  SQL): a strictly newer version (later `updated_at`) replaces it, so a row that moved lists
+  (archived, made inactive) is staged where it is now; stubs only add to it.
 * A *stub* is a record with neither `created_at` nor `updated_at`, such as a
   `/patients/deleted` row (`deleted_at` and a self link). A stub never overwrites a full
   record's data: the full `raw`, refs and timestamps are kept and the stub's markers noted.
@@ -184,7 +186,12 @@ def upsert_sql(resource: Resource) -> str:
                 f" OR instr(',' || {t}.variants || ',', ',{v},') > 0 THEN '{v},' ELSE '' END"
                 for v in VARIANTS
             )
-            expr = f"rtrim({parts}, ',')"
+            # A strictly newer version of the record says where it lives now (a practitioner
+            # made inactive, a patient archived); sightings of the same version accumulate.
+            expr = (
+                f"CASE WHEN {fresher} THEN excluded.variants WHEN {staler} THEN {t}.variants"
+                f" ELSE rtrim({parts}, ',') END"
+            )
         elif col == "run_id":
             expr = "excluded.run_id"
         else:

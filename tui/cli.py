@@ -317,5 +317,150 @@ def _demo_load(staging_path: Path, target: str) -> int:
     return run_load_for_demo(staging_path, target)
 
 
+# --- plan and load (engine/plan.py, engine/load.py) ------------------------------------------
+
+
+def _selection(only: str | None) -> tuple[str, ...] | None:
+    if not only:
+        return None
+    from engine.resources import UnknownSelection, close_parts
+
+    parts = tuple(s.strip() for s in only.split(",") if s.strip())
+    try:
+        close_parts(parts)
+    except UnknownSelection as exc:
+        _fail(str(exc))
+    return parts
+
+
+def _load_sink(quiet: bool = False) -> Callable[[Any], None]:
+    """Progress on stderr: one line per kind as planning and loading finish it."""
+    from engine.events import LoadProgress
+    from tui.textout import TextProgress
+
+    text = TextProgress(quiet=quiet)
+    shown: set[tuple[str, str]] = set()
+
+    def sink(event: Any) -> None:
+        if isinstance(event, LoadProgress):
+            key = (event.phase, event.record_kind)
+            if quiet or event.done < event.total or key in shown or not event.total:
+                return
+            shown.add(key)
+            click.echo(f"  {event.phase:<5} {event.record_kind:<18} {event.done:>9}", err=True)
+        else:
+            text(event)
+
+    return sink
+
+
+def _plan_or_fail(
+    staging_path: Path, target_url: str, parts: tuple[str, ...] | None, sink: Any
+) -> Any:
+    from engine.plan import plan as make_plan
+    from engine.resources import UnknownSelection
+    from staging import StagingError
+    from target import TargetError
+
+    try:
+        return make_plan(staging_path, target_url, parts, sink=sink)
+    except (StagingError, TargetError, UnknownSelection) as exc:
+        _fail(str(exc))
+
+
+staging_option = click.option(
+    "--staging",
+    "staging_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The staging file a download wrote.",
+)
+target_option = click.option(
+    "--target",
+    "target_url",
+    default="sqlite:///clinic.db",
+    show_default=True,
+    help="The clinic store: sqlite:///relative.db, sqlite:////absolute.db or a file path.",
+)
+only_option = click.option(
+    "--only", default=None, help="Comma-separated parts to load (default: all staged parts)."
+)
+
+
+@cli.command("plan")
+@staging_option
+@target_option
+@only_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def plan_command(staging_path: Path, target_url: str, only: str | None, as_json: bool) -> None:
+    """Show the diff a load would apply to the clinic, changing nothing."""
+    the_plan = _plan_or_fail(staging_path, target_url, _selection(only), _load_sink())
+    for line in the_plan.summary_lines():
+        click.echo(line, err=True)
+    if as_json:
+        _emit_json(the_plan.to_json())
+    sys.exit(EXIT_OK)
+
+
+@cli.command("load")
+@staging_option
+@target_option
+@only_option
+@click.option("--yes", is_flag=True, help="Load without asking for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option(
+    "--skipped-csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the skipped records (kind, Cliniko id, reason) to this CSV file.",
+)
+def load_command(
+    staging_path: Path,
+    target_url: str,
+    only: str | None,
+    yes: bool,
+    as_json: bool,
+    skipped_csv: Path | None,
+) -> None:
+    """Apply the plan to the clinic in batches, then verify counts and balances."""
+    from engine.load import load as run_load
+    from engine.skip_report import write_skip_report
+    from staging import StagingError
+    from target import TargetError
+
+    sink = _load_sink()
+    the_plan = _plan_or_fail(staging_path, target_url, _selection(only), sink)
+    for line in the_plan.summary_lines():
+        click.echo(line, err=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("no terminal to confirm the load on; pass --yes to load without asking")
+        if not click.confirm(f"Load {the_plan.writes()} change(s) into the clinic?", err=True):
+            click.echo("cancelled: nothing was loaded", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+    try:
+        result = run_load(the_plan, target_url, sink=sink)
+    except (StagingError, TargetError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: every committed batch is in the clinic with its links; run the same "
+            "command again to finish",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    for line in result.verification.summary_lines():
+        click.echo(line, err=True)
+    if skipped_csv is not None:
+        try:
+            rows = write_skip_report(result, skipped_csv)
+        except OSError as exc:
+            _fail(f"cannot write {skipped_csv}: {exc.strerror}")
+        click.echo(f"{rows} skipped record(s) listed in {skipped_csv}", err=True)
+    if as_json:
+        _emit_json(result.to_json())
+    sys.exit(EXIT_OK if result.ok else EXIT_VERIFY_FAILED)
+
+
 def main() -> None:
     cli()

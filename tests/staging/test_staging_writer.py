@@ -23,12 +23,12 @@ from staging import writer as writer_module
 
 
 def _dump(staging: StagingDB, table: str) -> list[tuple[Any, ...]]:
-    sql = f'SELECT * FROM "{table}" ORDER BY 1, 2, 3'  # noqa: S608
+    sql = f'SELECT * FROM "{table}" ORDER BY 1, 2, 3'
     return staging.conn.execute(sql).fetchall()
 
 
 def _one(staging: StagingDB, table: str, row_id: str) -> dict[str, Any]:
-    cur = staging.conn.execute(f'SELECT * FROM "{table}" WHERE id = ?', [row_id])  # noqa: S608
+    cur = staging.conn.execute(f'SELECT * FROM "{table}" WHERE id = ?', [row_id])
     names = [d[0] for d in cur.description]
     found = cur.fetchone()
     assert found is not None, f"{table} {row_id} not staged"
@@ -206,12 +206,13 @@ def test_a_newer_full_record_clears_a_marker_an_older_one_cannot(
     row = _one(staging, "patients", "1")
     assert (row["state"], row["updated_at"]) == ("archived", "2014-01-01T00:00:00Z")
     assert json.loads(row["raw"])["archived_at"] == "2014-01-01T00:00:00Z"
-    # A top-up later sees it unarchived (a newer version): active again, the history kept.
+    assert row["variants"] == "archived"  # the default-list sighting was an older version
+    # A top-up later sees it unarchived (a newer version): it lives in the default list now.
     later = staging.start_run(mode="topup", selection=["patients"])
     unarchived = patient(1, archived_at="", updated_at="2015-02-02T00:00:00Z", first_name="Pete")
     staging.writer(later).write_page(res("patients"), "active", [unarchived])
     row = _one(staging, "patients", "1")
-    assert (row["state"], row["variants"], row["run_id"]) == ("active", "active,archived", later)
+    assert (row["state"], row["variants"], row["run_id"]) == ("active", "active", later)
     assert json.loads(row["raw"])["first_name"] == "Pete"
 
 
@@ -421,9 +422,27 @@ def test_a_single_checkpoint_where_a_list_belongs_is_refused(
     assert staging.count_rows("patients") == 0
 
 
-def test_unstorable_settings_are_quarantined_and_leave_meta_alone(staging: StagingDB, run_id: int) -> None:
+def test_unstorable_settings_are_quarantined_and_leave_meta_alone(
+    staging: StagingDB, run_id: int
+) -> None:
     settings = {"account": {"name": json.loads('"Clinic \\udc80"'), "time_zone": "Melbourne"}}
     result = staging.set_single(res("settings"), settings, run_id)
     assert (result.written, result.quarantined) == (0, 1)
     assert staging.get_meta("time_zone") is None
     assert staging.get_meta("account_name") is None
+
+
+def test_a_practitioner_made_inactive_is_staged_inactive(staging: StagingDB, run_id: int) -> None:
+    """Practitioners carry no marker: which list holds the newest version decides."""
+    writer = staging.writer(run_id)
+    base = {"first_name": "Ada", "last_name": "Example", "created_at": "2014-01-01T00:00:00Z"}
+    active = {"id": "9", **base, "updated_at": "2014-01-01T00:00:00Z"}
+    writer.write_page(res("practitioners"), "active", [active])
+    assert _one(staging, "practitioners", "9")["state"] == "active"
+    inactive = {"id": 9, **base, "updated_at": "2015-06-01T00:00:00Z"}
+    writer.write_page(res("practitioners"), "inactive", [inactive])
+    row = _one(staging, "practitioners", "9")
+    assert (row["state"], row["variants"]) == ("inactive", "inactive")
+    # An older sighting from the default list (a page fetched before the change) changes nothing.
+    writer.write_page(res("practitioners"), "active", [active])
+    assert _one(staging, "practitioners", "9")["state"] == "inactive"
