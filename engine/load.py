@@ -44,6 +44,7 @@ from engine.plan import (
     PlanItem,
     _aware,
     build_plan,
+    paused_gc,
     staging_fingerprint,
     target_fingerprint,
 )
@@ -140,7 +141,8 @@ def load(
             )
             loader = _Loader(the_plan, store, sink, batch_size, staging_path)
             try:
-                loader.run()
+                with paused_gc():
+                    loader.run()
             except Exception:
                 _finish_failed(store, loader)
                 raise
@@ -249,6 +251,10 @@ class _Loader:
                 },
             )
             self.sink(LoadProgress(record_kind=kind, done=0, total=len(todo)))
+            conflicts = [i for i in self.plan.items.get(kind, ()) if i.action == "conflict"]
+            if conflicts:  # kept as the clinic has them: recorded, not written
+                self.store.audit([self._audit_fields("import_conflict", i) for i in conflicts])
+                stats["conflicts"] += len(conflicts)
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
                 self._batch(kind, batch, stats)
