@@ -13,7 +13,16 @@ import pytest
 
 from engine.cliniko import link_collection, link_id, norm_id, record_id
 
-EXAMPLES = Path("/work/shared/cliniko/examples")
+_REPO = Path(__file__).resolve().parents[2]
+# The documentation's example payloads: shared/ sits beside the checkout (CI and developers).
+EXAMPLES = next(
+    (
+        p
+        for p in (_REPO.parent / "shared/cliniko/examples", Path("/work/shared/cliniko/examples"))
+        if p.is_dir()
+    ),
+    _REPO.parent / "shared/cliniko/examples",
+)
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
 
 

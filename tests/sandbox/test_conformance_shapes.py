@@ -36,7 +36,16 @@ import pytest
 from sandbox.catalog import LISTS
 from sandbox.store import ClinicStore
 
-EXAMPLES = Path("/work/shared/cliniko/examples")
+_REPO = Path(__file__).resolve().parents[2]
+# The documentation's example payloads: shared/ sits beside the checkout (CI and developers).
+EXAMPLES = next(
+    (
+        p
+        for p in (_REPO.parent / "shared/cliniko/examples", Path("/work/shared/cliniko/examples"))
+        if p.is_dir()
+    ),
+    _REPO.parent / "shared/cliniko/examples",
+)
 if not EXAMPLES.is_dir():  # the shared folder next to the repository
     EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cliniko" / "examples"
 
