@@ -222,7 +222,6 @@ class _Loader:
         self.source = plan.source
         self.ids: dict[tuple[str, str], int] = {}
         """(kind, Cliniko id) -> clinic id of what this load created or linked."""
-        self.created_hash: dict[tuple[str, str], str] = {}
         self.settlements: dict[str, Link] = {}
         self.rejected: dict[tuple[str, str], PlanItem] = {}
         self.run_id = store.start_import_run(
@@ -304,7 +303,6 @@ class _Loader:
                 item.note = (
                     "edited in MyNewClinic after the plan was made; the clinic's edit is kept"
                 )
-        self.created_hash.update(outcome.hashes)
         self.settlements.update(outcome.settlement_links)
         for name, n in outcome.stats.items():
             stats[name] += n
@@ -347,9 +345,7 @@ class _Loader:
             lines = self._lines(target_id, item.lines)
             th = target_hash(kind, row, lines)
             links.append(LinkRow(item.source_id, target_id, item.source_hash or "", th))
-            out.hashes[(kind, item.source_id)] = th
             out.done.append((item, target_id, "create"))
-            out.created[(kind, item.source_id)] = target_id
             created_ids.append(target_id)
         out.stats["created"] = len(creates)
         if kind == "invoice" and creates:
@@ -425,10 +421,6 @@ class _Loader:
                 continue
             target_id = item.target_id
             link_hash = item.link_target_hash
-            if target_id is None and item.match_of is not None:
-                key = (kind, item.match_of)
-                target_id = out.created.get(key) or self.ids.get(key)
-                link_hash = out.hashes.get(key) or self.created_hash.get(key)
             if target_id is None:
                 raise _Reject(
                     item,
@@ -565,8 +557,6 @@ class _Loader:
 @dataclass
 class _Outcome:
     done: list[tuple[PlanItem, int, str]] = field(default_factory=list)
-    created: dict[tuple[str, str], int] = field(default_factory=dict)
-    hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     settlement_links: dict[str, Link] = field(default_factory=dict)
     stats: dict[str, int] = field(
         default_factory=lambda: {

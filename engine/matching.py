@@ -1,15 +1,18 @@
 """Matching imported records with what MyNewClinic already holds (DESIGN.md section 5).
 
-- Practitioners and services match existing clinic rows by `match_name` (the folded name).
-  One clinic row per folded name: every Cliniko row that folds to a name already in the clinic
-  is linked to that row (the lowest clinic id when several share it); when the clinic has none,
-  the Cliniko row with the lowest id is created and the others with the same name are linked
-  to it. Ambiguities are reported, never resolved silently.
-- Patients match one to one, by `match_key` (folded first | folded last | date of birth; never
-  without a date of birth), against clinic patients not already linked to another record of
-  the same Cliniko account; the Cliniko patient with the lowest id wins a contested row.
+- Practitioners and services match existing clinic rows by `match_name` (the folded name:
+  case, spacing and accents); patients by `match_key` (folded first | folded last | date of
+  birth; never without a date of birth).
+- Matching is one to one: a clinic row is matched by at most one Cliniko record, and never by
+  one while another record of the same Cliniko account is linked to it. Records are taken
+  active first (not inactive, not archived), then by lowest Cliniko id; each takes the free
+  clinic row with the lowest id. Two Cliniko practitioners with the same full name are two
+  people: they are never merged into one clinic row; the one left without a clinic row to
+  match is created. Every choice that had an alternative is reported as an `Ambiguity`.
+  Because linked rows are never candidates again, a load stopped half-way and rerun matches
+  exactly as an uninterrupted one.
 - An imported appointment must not double-book a practitioner's slot already taken in the
-  clinic by one of its own (not imported, not cancelled) appointments.
+  clinic by one of its own (not imported, not cancelled) bookings.
 
 A matched link is written with its source hash prefixed `m:`: the clinic's own row wins, so a
 later change in Cliniko refreshes the link and never overwrites the clinic's row.

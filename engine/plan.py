@@ -136,8 +136,6 @@ class PlanItem:
     old_line_ids: tuple[int, ...] = ()
     lines_changed: bool = False
     settlement: Decimal | None = None
-    match_of: str | None = None
-    """Linked to the row another Cliniko record of this plan creates (its source id)."""
     unresolved: tuple[str, ...] = ()
     """Optional references left empty (their records are not in the clinic)."""
 
@@ -251,6 +249,7 @@ class Plan:
             "target": self.target_url,
             "source": self.source,
             "selection": list(self.selection),
+            "kinds": list(self.kinds),
             "now": self.now.isoformat(),
             "counts": self.counts(),
             "totals": self.totals(),
@@ -426,8 +425,8 @@ class _Planner:
         self.staged_rows = 0
         self._slots: SlotBook | None = None
         self._line_index: dict[int, list[int]] | None = None
-        self._patient_index: dict[str, list[int]] | None = None
-        self._claimed_patients: set[int] | None = None
+        self._indexes: dict[str, dict[str, list[int]]] = {}
+        self._claimed_rows: dict[str, set[int]] = {}
 
     # -- driving ------------------------------------------------------------------------
 
@@ -480,10 +479,8 @@ class _Planner:
                 self.sink(LoadProgress(phase="plan", record_kind=kind, done=done, total=total))
         if pending:
             self._flush(kind, pending, items, deferred)
-        if kind in ("practitioner", "service"):
-            items.extend(self._match_by_name(kind, deferred))
-        elif kind == "patient":
-            items.extend(self._match_patients(deferred))
+        if deferred:
+            items.extend(self._match(kind, deferred))
         self.staged_rows += done
         self.sink(LoadProgress(phase="plan", record_kind=kind, done=done, total=max(total, done)))
         return items
@@ -778,148 +775,111 @@ class _Planner:
     # -- matching -------------------------------------------------------------------------
 
     def _defer(self, kind: str, mapped: Mapped) -> bool:
-        """Whether a new practitioner, service or patient must wait for matching."""
-        if kind in ("practitioner", "service"):
-            return True
-        key = getattr(mapped.record, "match_key", "")
-        if not usable_match_key(key):
+        """Whether a new practitioner, service or patient must wait for matching (a patient
+        only when it has a clinic row to match that no record of this account is linked to)."""
+        key = _match_key(kind, mapped)
+        if not key:
             return False
-        return any(c not in self._claimed() for c in self._patients().get(key, ()))
+        if kind != "patient":
+            return True  # few: all matched together, so namesakes in Cliniko are reported
+        claimed = self._claimed(kind)
+        return any(c not in claimed for c in self._index(kind).get(key, ()))
 
-    def _patients(self) -> dict[str, list[int]]:
-        if self._patient_index is None:
-            self._patient_index = self.store.patient_match_index()
-        return self._patient_index
+    def _index(self, kind: str) -> dict[str, list[int]]:
+        index = self._indexes.get(kind)
+        if index is None:
+            if kind == "patient":
+                index = self.store.patient_match_index()
+            else:
+                index = self.store.name_index(KIND_TABLES[kind])
+            self._indexes[kind] = index
+        return index
 
-    def _claimed(self) -> set[int]:
-        """Clinic patients already linked to a record of this Cliniko account (or matched
-        by this plan): never matched again."""
-        if self._claimed_patients is None:
-            self._claimed_patients = {link.target_id for link in self.links["patient"].values()}
-        return self._claimed_patients
+    def _claimed(self, kind: str) -> set[int]:
+        """Clinic rows already linked to a record of this Cliniko account (or matched by this
+        plan): never matched again, so two Cliniko records never share one clinic row."""
+        claimed = self._claimed_rows.get(kind)
+        if claimed is None:
+            claimed = {link.target_id for link in self.links[kind].values()}
+            self._claimed_rows[kind] = claimed
+        return claimed
 
-    def _matched_item(
-        self, kind: str, created: PlanItem, target_id: int | None, match_of: str | None
-    ) -> PlanItem:
-        assert created.source_hash is not None
-        return PlanItem(
-            kind,
-            created.source_id,
-            "unchanged",
-            target_id,
-            matched=True,
-            source_hash=MATCH_PREFIX + created.source_hash,
-            match_of=match_of,
-            note=(
-                f"matched clinic {kind} {target_id} by name"
-                if target_id is not None
-                else f"same name as Cliniko {kind} {match_of}, created by this load"
-            ),
-        )
-
-    def _match_by_name(self, kind: Kind, deferred: list[tuple[PlanItem, Mapped]]) -> list[PlanItem]:
-        index = self.store.name_index(KIND_TABLES[kind]) if deferred else {}
+    def _match(self, kind: Kind, deferred: list[tuple[PlanItem, Mapped]]) -> list[PlanItem]:
+        """Match deferred records one to one with unclaimed clinic rows of the same key; the
+        active (not archived) records first, then the lowest Cliniko id; the rest are
+        created. Every choice that had an alternative is reported."""
+        index = self._index(kind)
+        claimed = self._claimed(kind)
+        what = "name and date of birth" if kind == "patient" else "name"
         out: list[PlanItem] = []
-        created_by_name: dict[str, PlanItem] = {}
-        by_target: dict[int, tuple[str, list[str]]] = {}
-        followers: dict[str, list[str]] = {}
-        for item, mapped in sorted(deferred, key=lambda d: source_id_order(d[0].source_id)):
-            key = str(getattr(mapped.record, "match_name", "") or "")
-            clinic_ids = index.get(key, []) if key else []
-            if clinic_ids:
-                target = clinic_ids[0]
-                matched = self._matched_item(kind, item, target, None)
-                by_target.setdefault(target, (key, []))[1].append(item.source_id)
-                if len(clinic_ids) > 1 and len(by_target[target][1]) == 1:
+        groups: dict[str, list[tuple[str, int | None]]] = {}
+        ordered = sorted(
+            deferred,
+            key=lambda d: (_inactive(d[1]), source_id_order(d[0].source_id)),
+        )
+        for item, mapped in ordered:
+            key = _match_key(kind, mapped)
+            shown = None if kind == "patient" else key
+            same = index.get(key, []) if key else []
+            free = [c for c in same if c not in claimed]
+            if free:
+                target = free[0]
+                claimed.add(target)
+                chosen = PlanItem(
+                    kind,
+                    item.source_id,
+                    "unchanged",
+                    target,
+                    matched=True,
+                    source_hash=MATCH_PREFIX + (item.source_hash or ""),
+                    note=f"matched clinic {kind} {target} by {what}",
+                )
+                if len(free) > 1:
                     self.ambiguities.append(
                         Ambiguity(
                             kind,
-                            key,
+                            shown,
                             (item.source_id,),
-                            tuple(clinic_ids),
-                            f"{len(clinic_ids)} clinic {kind}s share the name {key!r}; "
-                            f"linked to the first (clinic id {target})",
+                            tuple(free),
+                            f"{len(free)} clinic {kind}s have the same {what}; Cliniko {kind} "
+                            f"{item.source_id} is linked to the first (clinic id {target})",
                         )
                     )
-                self.planned[kind][item.source_id] = matched
-                out.append(matched)
-            elif key and key in created_by_name:
-                first = created_by_name[key]
-                matched = self._matched_item(kind, item, None, first.source_id)
-                followers.setdefault(first.source_id, []).append(item.source_id)
-                self.planned[kind][item.source_id] = matched
-                out.append(matched)
             else:
-                if key:
-                    created_by_name[key] = item
-                self.planned[kind][item.source_id] = item
-                out.append(item)
-        for target, (key, sources) in by_target.items():
-            if len(sources) > 1:
-                self.ambiguities.append(
-                    Ambiguity(
-                        kind,
-                        key,
-                        tuple(sources),
-                        (target,),
-                        f"{len(sources)} Cliniko {kind}s share one name; all linked to clinic "
-                        f"{kind} {target}",
+                chosen = item
+                if same:
+                    self.ambiguities.append(
+                        Ambiguity(
+                            kind,
+                            shown,
+                            (item.source_id,),
+                            tuple(same),
+                            f"the clinic {kind}(s) with the same {what} are already linked to "
+                            f"other Cliniko records; Cliniko {kind} {item.source_id} is created",
+                        )
                     )
-                )
-        for first_id, others in followers.items():
-            key = next(k for k, v in created_by_name.items() if v.source_id == first_id)
+            if key:
+                groups.setdefault(key, []).append((item.source_id, chosen.target_id))
+            self.planned[kind][item.source_id] = chosen
+            out.append(chosen)
+        for key, members in groups.items():
+            if len(members) < 2:
+                continue
+            outcome = ", ".join(
+                f"{sid} -> clinic {target}" if target is not None else f"{sid} created"
+                for sid, target in members
+            )
             self.ambiguities.append(
                 Ambiguity(
                     kind,
-                    key,
-                    (first_id, *others),
-                    (),
-                    f"{len(others) + 1} Cliniko {kind}s share the name {key!r}; Cliniko "
-                    f"{kind} {first_id} (the lowest id) is created and the others linked to it",
+                    None if kind == "patient" else key,
+                    tuple(sid for sid, _ in members),
+                    tuple(t for _, t in members if t is not None),
+                    f"{len(members)} Cliniko {kind}s have the same {what}; each is kept "
+                    f"apart ({outcome})",
                 )
             )
         self._fill_match_hashes(kind, out)
-        return out
-
-    def _match_patients(self, deferred: list[tuple[PlanItem, Mapped]]) -> list[PlanItem]:
-        index = self._patients()
-        claimed = self._claimed()
-        out: list[PlanItem] = []
-        for item, mapped in sorted(deferred, key=lambda d: source_id_order(d[0].source_id)):
-            key = str(getattr(mapped.record, "match_key", ""))
-            candidates = [c for c in index.get(key, ()) if c not in claimed]
-            if candidates:
-                target = candidates[0]
-                claimed.add(target)
-                matched = self._matched_item("patient", item, target, None)
-                matched.note = f"matched clinic patient {target} by name and date of birth"
-                self.planned["patient"][item.source_id] = matched
-                out.append(matched)
-                if len(candidates) > 1:
-                    self.ambiguities.append(
-                        Ambiguity(
-                            "patient",
-                            None,
-                            (item.source_id,),
-                            tuple(candidates),
-                            f"{len(candidates)} clinic patients share this patient's name and "
-                            f"date of birth; linked to the first (clinic id {target})",
-                        )
-                    )
-            else:
-                self.ambiguities.append(
-                    Ambiguity(
-                        "patient",
-                        None,
-                        (item.source_id,),
-                        tuple(index.get(key, ())),
-                        "its name and date of birth match a clinic patient already matched to "
-                        "another Cliniko patient; created as a new patient",
-                    )
-                )
-                self.planned["patient"][item.source_id] = item
-                out.append(item)
-        self._fill_match_hashes("patient", out)
         return out
 
     def _fill_match_hashes(self, kind: str, items: list[PlanItem]) -> None:
@@ -930,6 +890,19 @@ class _Planner:
         for item in items:
             if item.matched and item.target_id in rows:
                 item.link_target_hash = target_hash(kind, rows[item.target_id])
+
+
+def _match_key(kind: str, mapped: Mapped) -> str:
+    """The key a record is matched by ("" when it must not be matched)."""
+    if kind == "patient":
+        key = str(getattr(mapped.record, "match_key", "") or "")
+        return key if usable_match_key(key) else ""
+    return str(getattr(mapped.record, "match_name", "") or "")
+
+
+def _inactive(mapped: Mapped) -> bool:
+    record = mapped.record
+    return getattr(record, "active", True) is False or getattr(record, "archived", False) is True
 
 
 def _diff(kind: str, values: Mapping[str, Any], current: Mapping[str, Any]) -> list[FieldChange]:

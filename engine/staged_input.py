@@ -121,6 +121,12 @@ class StagedInput:
         self.warnings: list[str] = []
         self.settings = self._settings()
         self.source = self._source()
+        unfinished = staging.incomplete_run()
+        if unfinished is not None:
+            self.warnings.append(
+                f"the last download (run {unfinished.run_id}) is {unfinished.outcome}, not "
+                "complete: what it staged may be partial; run the download again to finish it"
+            )
         practitioners = [to_mapping_row(r) for r in self._iter("practitioners")]
         billable = [to_mapping_row(r) for r in self._iter("billable_items")]
         groups = [to_mapping_row(r) for r in self._iter("group_appointments")]

@@ -369,11 +369,33 @@ def bigger(tmp_path: Path) -> Path:
     return _bigger_clinic().stage(tmp_path / "bigger.staging")
 
 
+def _seed(path: Path, rows: Any) -> None:
+    """What the clinic held before the import: namesakes of some Cliniko records."""
+    with SQLiteClinicStore.open(path) as store:
+        store.insert_rows(
+            "practitioners",
+            [rows.practitioner("Ana Silva"), rows.practitioner("Extra Practitioner 1")],
+        )
+        store.insert_rows(
+            "patients",
+            [
+                rows.patient(first_name="P3", last_name="Test", match_key="p3|test|1953-02-03"),
+                rows.patient(first_name="P3", last_name="Test", match_key="p3|test|1953-02-03"),
+            ],
+        )
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["empty clinic", "clinic with namesakes"])
 def test_a_load_interrupted_inside_a_batch_reruns_to_the_same_clinic(
-    bigger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bigger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: Any, existing: bool
 ) -> None:
+    if existing:
+        _seed(tmp_path / "clean.db", rows)
+        _seed(tmp_path / "interrupted.db", rows)
     clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
-    assert load(bigger, clean_url, now=NOW, batch_size=7).ok
+    clean = load(bigger, clean_url, now=NOW, batch_size=7)
+    assert clean.ok
+    assert clean.plan.totals()["matched"] == (3 if existing else 0)
     with SQLiteClinicStore.open(tmp_path / "clean.db") as store:
         expected = snapshot(store)
 
@@ -404,6 +426,8 @@ def test_a_load_interrupted_inside_a_batch_reruns_to_the_same_clinic(
         assert_quiet(store)
         outcomes = [r["outcome"] for r in store.iter_rows("import_runs")]
         assert outcomes == ["failed", "failed", "failed", "complete"]
+        targets = [link.target_id for link in store.load_links(SOURCE, "patient").values()]
+        assert len(targets) == len(set(targets))
 
 
 def test_a_load_killed_with_sigkill_reruns_to_the_same_clinic(bigger: Path, tmp_path: Path) -> None:

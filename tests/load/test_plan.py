@@ -234,29 +234,44 @@ def test_name_ambiguities_are_resolved_deterministically_and_reported(
             [
                 rows.practitioner("Ana Silva"),
                 rows.practitioner("ANA SILVA"),
+                rows.practitioner("Kim Lee"),
             ],
         )
     clinic.practitioner(15, "Ána", "SILVA")  # folds to the same name as 11
     clinic.practitioner(16, "Mia", "Chen")
-    clinic.practitioner(14, "Mia", "Chen")  # the same name, a lower id
-    p = plan(clinic.stage(tmp_path / "s.staging"), target_url, now=NOW)
-    assert item(p, "practitioner", 11).target_id == 1
-    assert item(p, "practitioner", 15).target_id == 1
-    assert item(p, "practitioner", 14).action == "create"
-    follower = item(p, "practitioner", 16)
-    assert (follower.action, follower.matched, follower.match_of) == ("unchanged", True, "14")
-    kinds = sorted((a.kind, a.source_ids) for a in p.ambiguities)
-    assert kinds == [
-        ("practitioner", ("11",)),
-        ("practitioner", ("11", "15")),
-        ("practitioner", ("14", "16")),
+    clinic.practitioner(14, "Mia", "Chen")  # the same name, a lower id; none in the clinic
+    clinic.practitioner(17, "Kim", "Lee", variant="inactive")
+    clinic.practitioner(18, "Kim", "Lee")  # active: preferred for the clinic's Kim Lee
+    staging = clinic.stage(tmp_path / "s.staging")
+    p = plan(staging, target_url, now=NOW)
+    outcome = {i.source_id: (i.action, i.target_id) for i in p.items["practitioner"]}
+    assert outcome == {
+        "11": ("unchanged", 1),  # two clinic rows share the name: the first
+        "15": ("unchanged", 2),  # the next free one: two Cliniko people stay two
+        "12": ("create", None),
+        "14": ("create", None),
+        "16": ("create", None),  # namesakes in Cliniko are kept apart, never merged
+        "18": ("unchanged", 3),
+        "17": ("create", None),  # the clinic's Kim Lee went to the active one
+    }
+    reported = sorted((a.source_ids, a.target_ids) for a in p.ambiguities)
+    assert reported == [
+        (("11",), (1, 2)),
+        (("11", "15"), (1, 2)),
+        (("14", "16"), ()),
+        (("17",), (3,)),
+        (("18", "17"), (3,)),
     ]
+    assert all(a.kind == "practitioner" and a.resolution for a in p.ambiguities)
     result = load(p)
     assert result.ok
     with SQLiteClinicStore.open(target_path) as store:
-        assert store.table_counts()["practitioners"] == 4  # 2 of the clinic's, 12 and 14
-        links = store.load_links("cliniko:au1:4711", "practitioner")
-        assert links["16"].target_id == links["14"].target_id
+        assert store.table_counts()["practitioners"] == 3 + 4
+        targets = [
+            link.target_id for link in store.load_links("cliniko:au1:4711", "practitioner").values()
+        ]
+        assert len(targets) == len(set(targets)) == 7  # one clinic row per Cliniko record
+    assert plan(staging, target_url, now=NOW).writes() == 0
 
 
 def test_patients_match_by_name_and_date_of_birth_only(
@@ -345,3 +360,33 @@ def test_a_load_of_a_stale_plan_plans_again(
     assert any(getattr(e, "kind", None) == "notice" for e in events)
     assert result.plan.counts()["patient"]["create"] == 4
     assert result.ok
+
+
+def test_time_passing_turns_upcoming_bookings_into_history(
+    staging_path: Path, target_url: str
+) -> None:
+    load(staging_path, target_url, now=NOW)
+    later = NOW + timedelta(days=8)  # appointment 303 was 7 days ahead
+    p = plan(staging_path, target_url, now=later)
+    [moved] = p.updates()
+    assert (moved.kind, moved.source_id) == ("appointment", "303")
+    assert {c.field: (c.old, c.new) for c in moved.changes} == {
+        "status": ("booked", "completed"),
+        "is_upcoming": (True, False),
+    }
+    assert load(p).ok
+    assert plan(staging_path, target_url, now=later).writes() == 0
+
+
+def test_a_partial_download_is_warned_about(
+    clinic: Clinic, tmp_path: Path, target_url: str
+) -> None:
+    from staging import open_staging
+
+    staging = clinic.stage(tmp_path / "s.staging")
+    with open_staging(staging, create=False) as db:
+        run_id = db.start_run(mode="topup", selection=["patients"], shard="au1")
+        db.finish_run(run_id, "interrupted")
+    p = plan(staging, target_url, now=NOW)
+    assert any("not complete" in w for w in p.warnings)
+    assert p.counts()["patient"]["create"] == 3
