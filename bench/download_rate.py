@@ -36,7 +36,13 @@ from typing import Any
 import anyio
 
 from engine.cliniko import parse_key
-from engine.extract import DownloadOptions, DownloadResult, download, expected_requests
+from engine.extract import (
+    WRITER_BATCH_PAGES,
+    DownloadOptions,
+    DownloadResult,
+    download,
+    expected_requests,
+)
 from engine.resources import BY_NAME, RESOURCES
 from sandbox.runner import running_sandbox
 from sandbox.server import RequestLogEntry
@@ -170,7 +176,7 @@ def rate_figures(log: list[RequestLogEntry], limit: int, window_s: float) -> Rat
 
 
 def ingest(
-    staged: Path, out: Path, *, page_size: int = 100, batch_pages: int = 10
+    staged: Path, out: Path, *, page_size: int = 100, batch_pages: int = WRITER_BATCH_PAGES
 ) -> tuple[int, float]:
     """Feed the staged raw rows back through a fresh staging writer; (records, seconds).
 

@@ -14,6 +14,7 @@ first response), never from this machine's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 
 from engine.cliniko import (
     DEFAULT_USER_AGENT,
@@ -39,7 +40,9 @@ from engine.cliniko import (
     RateLimiter,
     RetryPolicy,
     SetupError,
+    norm_id,
 )
+from engine.cliniko import Page as ClientPage
 from engine.crawl import PER_PAGE, CrawlError, ListCrawl, PageOut
 from engine.events import (
     EventSink,
@@ -58,13 +61,15 @@ from engine.resources import (
     list_variants,
     resources_for,
 )
-from staging import Page, RunCounters, StagingDB, open_staging
+from staging import Page, RunCounters, StagingDB, StagingError, open_staging
 
 LOG = logging.getLogger("cliniko_switch.extract")
 
 Outcome = Literal["complete", "interrupted", "failed"]
 
 TOPUP_OVERLAP = timedelta(minutes=5)
+WRITER_BATCH_PAGES = 64
+"""At most this many pages per staging transaction (the writer takes whatever is ready)."""
 META_PENDING = "pending_run"
 META_LAST_COMPLETE = "last_complete_server_start"
 
@@ -244,7 +249,7 @@ class Download:
                 batch = [first]
                 # Drain whatever else is ready: one transaction for many pages keeps the
                 # writer far ahead of the network.
-                while len(batch) < 64:
+                while len(batch) < WRITER_BATCH_PAGES:
                     try:
                         batch.append(receive.receive_nowait())  # type: ignore[attr-defined]
                     except (anyio.WouldBlock, anyio.EndOfStream):
@@ -263,11 +268,51 @@ class Download:
 
     async def run(self) -> DownloadResult:
         opts = self.opts
-        self.db = db = open_staging(opts.staging_path, create=True)
+        # An existing file is checked before any request (a wrong path costs nothing); a new
+        # one is only created once the key has proven itself, so a refused key leaves nothing.
+        db = open_staging(opts.staging_path, create=False) if opts.staging_path.exists() else None
         try:
-            return await self._run(db)
+            async with ClinikoClient.create(
+                self.key,
+                base_url=opts.base_url,
+                limiter=self.limiter,
+                user_agent=opts.user_agent,
+                timeout=opts.timeout,
+                retry=opts.retry,
+                max_connections=max(8, opts.parallel * 2),
+                on_event=self._on_client_event,
+            ) as client:
+                user_page, settings = await self._connect(client)
+                if db is None:
+                    db = open_staging(opts.staging_path, create=True)
+                self.db = db
+                return await self._run(db, client, user_page, settings)
+        except BaseExceptionGroup as group:
+            # Parallel tasks wrap what went wrong; callers want the error itself (a revoked key,
+            # a lost network, a full disk), not the task group's bundle of it.
+            cause = _first_error(group)
+            if cause is None:
+                raise
+            raise cause from None
         finally:
-            db.close()
+            if db is not None:
+                db.close()
+
+    async def _connect(self, client: ClinikoClient) -> tuple[ClientPage, dict[str, Any]]:
+        """The key's owner (the connection check; its Date header is the server's clock) and
+        the account's settings, asked for together."""
+        found: dict[str, Any] = {}
+
+        async def user() -> None:
+            found["user"] = await client.get("/user")
+
+        async def settings() -> None:
+            found["settings"] = await self._settings(client)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(user)
+            tg.start_soon(settings)
+        return found["user"], found["settings"]
 
     def _mode(self, db: StagingDB) -> tuple[str, dict[str, Any]]:
         pending = db.get_meta(META_PENDING)
@@ -279,57 +324,52 @@ class Download:
             return "topup", {"scope": "topup", "since": _iso(since)}
         return "full", {"scope": "full"}
 
-    async def _run(self, db: StagingDB) -> DownloadResult:
+    async def _run(
+        self,
+        db: StagingDB,
+        client: ClinikoClient,
+        user_page: ClientPage,
+        settings: dict[str, Any],
+    ) -> DownloadResult:
         opts = self.opts
         mode, pending = self._mode(db)
         selected = resources_for(opts.selection)
-        limiter = self.limiter
-        async with ClinikoClient.create(
-            self.key,
-            base_url=opts.base_url,
-            limiter=limiter,
-            user_agent=opts.user_agent,
-            timeout=opts.timeout,
-            retry=opts.retry,
-            max_connections=max(8, opts.parallel * 2),
-            on_event=self._on_client_event,
-        ) as client:
-            # The connection check: the key's owner. Its Date header is the server's clock.
-            user_page = await client.get("/user")
-            server_now = user_page.server_date or datetime.now(UTC)
-            if "started" not in pending:
-                pending["started"] = _iso(server_now)
-                pending["selection"] = list(opts.selection)
-            db.set_meta(META_PENDING, json.dumps(pending, sort_keys=True))
-            run_id = db.start_run(
-                mode="resume" if mode == "resume" else ("topup" if mode == "topup" else "full"),
-                shard=self.key.shard,
-                api_base_host=client.host,
-                selection=list(opts.selection),
+        server_now = user_page.server_date or datetime.now(UTC)
+        if "started" not in pending:
+            pending["started"] = _iso(server_now)
+            pending["selection"] = list(opts.selection)
+        db.set_meta(META_PENDING, json.dumps(pending, sort_keys=True))
+        run_id = db.start_run(
+            mode="resume" if mode == "resume" else ("topup" if mode == "topup" else "full"),
+            shard=self.key.shard,
+            api_base_host=client.host,
+            selection=list(opts.selection),
+        )
+        result = DownloadResult(
+            run_id=run_id,
+            mode=mode,
+            outcome="running",
+            staging_path=str(opts.staging_path),
+            shard=self.key.shard,
+            account_name=None,
+        )
+        try:
+            await self._download(
+                db, client, run_id, user_page.data, settings, pending, selected, result
             )
-            result = DownloadResult(
-                run_id=run_id,
-                mode=mode,
-                outcome="running",
-                staging_path=str(opts.staging_path),
-                shard=self.key.shard,
-                account_name=None,
-            )
-            try:
-                await self._download(db, client, run_id, user_page.data, pending, selected, result)
-            except BaseException as exc:
-                outcome: Outcome = "interrupted"
-                if isinstance(exc, SetupError | ClinikoError) and not _is_transient(exc):
-                    outcome = "failed"
-                self._finish(db, client, result, outcome, error=_safe_error(exc))
-                raise
-            final: Outcome = "complete" if not result.failed_lists else "failed"
-            self._finish(db, client, result, final)
-            if final == "complete":
-                db.clear_checkpoints(f"{pending['scope']}:", prefix=True)
-                db.set_meta(META_LAST_COMPLETE, pending["started"])
-                db.delete_meta(META_PENDING)
-            return result
+        except BaseException as exc:
+            outcome: Outcome = "interrupted"
+            if isinstance(exc, SetupError | ClinikoError) and not _is_transient(exc):
+                outcome = "failed"
+            self._finish(db, client, result, outcome, error=_safe_error(exc))
+            raise
+        final: Outcome = "complete" if not result.failed_lists else "failed"
+        self._finish(db, client, result, final)
+        if final == "complete":
+            db.clear_checkpoints(f"{pending['scope']}:", prefix=True)
+            db.set_meta(META_LAST_COMPLETE, pending["started"])
+            db.delete_meta(META_PENDING)
+        return result
 
     def _finish(
         self,
@@ -377,6 +417,7 @@ class Download:
         client: ClinikoClient,
         run_id: int,
         user: dict[str, Any],
+        settings: dict[str, Any],
         pending: dict[str, Any],
         selected: Sequence[Resource],
         result: DownloadResult,
@@ -384,7 +425,6 @@ class Download:
         scope = pending["scope"]
         since: str | None = pending.get("since")
         db.set_single(BY_NAME["user"], user, run_id)
-        settings = await self._settings(client)
         db.set_single(BY_NAME["settings"], settings, run_id)
         account = settings.get("account") if isinstance(settings.get("account"), dict) else {}
         assert isinstance(account, dict)
@@ -406,19 +446,16 @@ class Download:
                 lists=len(self.walks),
             )
         )
-        await self._phase(run_id, client, scope, since, pending["started"], units, self.walks)
         # Lists nested below another resource's rows (reference numbers per practitioner)
-        # go second, once their parents are committed.
-        for resource in selected:
-            if resource.per_parent:
-                parent = BY_NAME[resource.per_parent]
-                ids = _ids_updated_since(db, parent.name, since)
-                nested = [
-                    _Walk(resource, "active", f"{parent.path}/{pid}{resource.path}", parent=pid)
-                    for pid in sorted(ids, key=int)
-                ]
-                self.walks.extend(nested)
-                await self._phase(run_id, client, scope, None, pending["started"], units, nested)
+        # start as soon as their parents' lists are walked, inside the same phase, so the
+        # request budget never idles waiting for them. Parents staged by an earlier
+        # (interrupted) run are read now, while nothing else uses the file.
+        nested = {
+            r.name: (r, set(_ids_updated_since(db, r.per_parent, since)))
+            for r in selected
+            if r.per_parent
+        }
+        await self._phase(run_id, client, scope, since, pending["started"], units, nested)
         result.lists = [w.result for w in self.walks if w.result is not None]
 
     async def _phase(
@@ -429,18 +466,46 @@ class Download:
         since: str | None,
         started: str,
         units: dict[tuple[str, str], dict[str, tuple[str, bool]]],
-        walks: Sequence[_Walk],
+        nested: dict[str, tuple[Resource, set[str]]],
     ) -> None:
-        """Walk these lists in parallel; return once every page is committed."""
+        """Walk every list in parallel; return once every page is committed."""
         send, receive = anyio.create_memory_object_stream[tuple[_Walk, PageOut]](256)
         ticker = anyio.CancelScope()
+        parents = {r.per_parent for r, _ids in nested.values() if r.per_parent}
+        waiting = {p: sum(1 for w in self.walks if w.resource.name == p) for p in parents}
+        ready = {p: anyio.Event() for p in parents}
+        seen: dict[str, set[str]] = {p: set() for p in parents}
+
+        async def walk_list(walk: _Walk, tg: TaskGroup) -> None:
+            await self._walk(
+                client, walk, since, started, units, send, seen.get(walk.resource.name)
+            )
+            name = walk.resource.name
+            if name in waiting:
+                waiting[name] -= 1
+                if waiting[name] == 0:
+                    ready[name].set()
+
+        async def walk_nested(resource: Resource, prior: set[str], tg: TaskGroup) -> None:
+            parent = BY_NAME[resource.per_parent or ""]
+            await ready[parent.name].wait()
+            for pid in sorted(prior | seen[parent.name], key=int):
+                walk = _Walk(resource, "active", f"{parent.path}/{pid}{resource.path}", pid)
+                self.walks.append(walk)
+                tg.start_soon(self._walk, client, walk, None, started, units, send, None)
+
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._writer, receive, run_id, scope)
             outer.start_soon(self._ticker, client, ticker)
             try:
                 async with send, anyio.create_task_group() as tg:
-                    for walk in walks:
-                        tg.start_soon(self._walk, client, walk, since, started, units, send)
+                    for parent in parents:
+                        if waiting[parent] == 0:
+                            ready[parent].set()
+                    for walk in list(self.walks):
+                        tg.start_soon(walk_list, walk, tg)
+                    for resource, prior in nested.values():
+                        tg.start_soon(walk_nested, resource, prior, tg)
             finally:
                 ticker.cancel()
 
@@ -472,6 +537,7 @@ class Download:
         started: str,
         units: dict[tuple[str, str], dict[str, tuple[str, bool]]],
         send: ObjectSendStream[tuple[_Walk, PageOut]],
+        collect_ids: set[str] | None,
     ) -> None:
         resource = walk.resource
         filters: list[str] = []
@@ -482,6 +548,11 @@ class Download:
             return (await client.get(path, params)).data
 
         async def on_page(page: PageOut) -> None:
+            if collect_ids is not None:
+                for record in page.records:
+                    # A record without a usable id is the writer's to quarantine.
+                    with contextlib.suppress(AttributeError, TypeError, ValueError):
+                        collect_ids.add(norm_id(record.get("id")))
             await send.send((walk, page))
 
         mine = {
@@ -546,6 +617,23 @@ def _ids_updated_since(db: StagingDB, resource: str, since: str | None) -> list[
         sql += " WHERE updated_at >= ?"
         args.append(since)
     return [str(row[0]) for row in db.conn.execute(sql, args)]
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
+    """The error that stopped a run, out of a (possibly nested) exception group."""
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [group]
+    while todo:
+        item = todo.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            todo.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    errors = [e for e in leaves if isinstance(e, Exception)]
+    for error in errors:
+        if isinstance(error, ClinikoError | StagingError):
+            return error
+    return errors[0] if errors else None
 
 
 def _is_transient(exc: BaseException) -> bool:

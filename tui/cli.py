@@ -26,6 +26,16 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(code)
 
 
+def _refuse(exc: Exception, code: int = EXIT_BAD_INPUT) -> int:
+    """Print an engine error (and its advice) for a `main()` to return: inside the event loop
+    `sys.exit` would surface as an exception group with a traceback."""
+    click.echo(f"error: {exc}", err=True)
+    hint = getattr(exc, "hint", "")
+    if hint and hint not in str(exc):
+        click.echo(f"  {hint}", err=True)
+    return code
+
+
 def _emit_json(document: dict[str, Any]) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
 
@@ -191,7 +201,7 @@ def preview(as_json: bool, region: str | None, api_url: str | None, rate_limit: 
         try:
             result = await run_preview(key, base_url=base_url, rate_limit=rate, sink=TextProgress())
         except ClinikoError as exc:
-            _fail(str(exc), EXIT_BAD_INPUT)
+            return _refuse(exc)
         if as_json:
             _emit_json(result.to_json())
         else:
@@ -248,11 +258,11 @@ def download(
         try:
             result = await run_download(key, opts, sink=TextProgress())
         except StagingError as exc:
-            _fail(str(exc))
+            return _refuse(exc)
         except NetworkError as exc:
-            _fail(f"{exc} (the run is resumable: run the same command again)", EXIT_INTERRUPTED)
+            return _refuse(exc, EXIT_INTERRUPTED)
         except ClinikoError as exc:
-            _fail(str(exc))
+            return _refuse(exc)
         if as_json:
             _emit_json(download_result_json(result))
         return EXIT_OK if result.outcome == "complete" else EXIT_VERIFY_FAILED

@@ -140,8 +140,17 @@ class RateLimiter:
                 # Re-checked after the sleep: a 429 may have blocked everyone meanwhile.
                 await self._clock.sleep(start - now)
             now = self._clock.monotonic()
+            slot = max(self._next_slot, self._blocked_until)
             self._recent.append(now)
-            self._next_slot = now + self.spacing_s
+            # Pace from the slot a waiting request was due, not from when its task woke: a
+            # late wake-up (a busy loop, a coarse timer) is made up by the next request instead
+            # of being lost for good. Only a request that really waited for its slot earns
+            # this, and at most half a spacing, so idle time never turns into a burst; the
+            # sliding-window cap above still holds every window to max_requests.
+            credit = 0.0
+            if entered <= slot < now:
+                credit = min(now - slot, self.spacing_s / 2)
+            self._next_slot = now + self.spacing_s - credit
             self._starts += 1
             waited = now - entered
             self._waited += waited

@@ -266,11 +266,6 @@ def test_a_key_cliniko_refuses_exits_2_with_the_reason(
     assert_key_nowhere(key, tmp_path, ran)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine creates the staging file before the key is checked (and records a "
-    "failed run in it for a 403): a refused key leaves a staging file behind",
-)
 @pytest.mark.parametrize(("kind", "status"), REFUSED)
 def test_a_refused_key_leaves_no_staging_file(
     tiny: SandboxHandle, tmp_path: Path, kind: str, status: str
@@ -310,11 +305,6 @@ def test_a_staging_file_another_process_writes_is_refused(
     assert_key_nowhere(tiny.api_key, tmp_path, ran)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/cli.py calls _fail (sys.exit) inside the anyio task group: errors raised by "
-    "the engine print a BaseExceptionGroup traceback after the error line",
-)
 def test_engine_refusals_print_one_line_without_a_traceback(
     tiny: SandboxHandle, tmp_path: Path
 ) -> None:

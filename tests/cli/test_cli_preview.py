@@ -126,11 +126,6 @@ def test_preview_refusals_exit_2(
         assert_key_nowhere(key, tmp_path, ran)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/cli.py calls _fail (sys.exit) inside the anyio task group: a refused key "
-    "prints a BaseExceptionGroup traceback after the error line",
-)
 def test_preview_refusal_is_one_line_without_a_traceback(
     tiny: SandboxHandle, tmp_path: Path
 ) -> None:
