@@ -314,17 +314,21 @@ def demo(staging_path: Path, target: str, size: str, seed: int) -> None:
 
 
 def _demo_load(staging_path: Path, target: str) -> int:
-    """The load phase of the demo (plan, load, verify), when the load engine is present."""
-    try:
-        from engine.load import run_load_for_demo
-    except ImportError:
-        click.echo(
-            f"staged into {staging_path}; the load phase is not built yet, and the full-screen "
-            "wizard comes with the TUI",
-            err=True,
-        )
-        return EXIT_OK
-    return run_load_for_demo(staging_path, target)
+    """The demo's load phase: plan, load without asking (it is a rehearsal), verify."""
+    from engine.load import load as run_load
+    from engine.skip_report import write_skip_report
+
+    sink = _load_sink()
+    the_plan = _plan_or_fail(staging_path, target, None, sink)
+    for line in the_plan.summary_lines():
+        click.echo(line, err=True)
+    result = run_load(the_plan, target, sink=sink)
+    for line in result.verification.summary_lines():
+        click.echo(line, err=True)
+    report = staging_path.with_name("demo-skipped.csv")
+    rows = write_skip_report(result, report)
+    click.echo(f"{rows} skipped record(s), each with its reason, listed in {report}", err=True)
+    return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
 
 
 # --- plan and load (engine/plan.py, engine/load.py) ------------------------------------------
