@@ -171,6 +171,7 @@ class Download:
         self.quarantined = 0
         self.records = 0
         self._by_path: dict[str, _Walk] = {}
+        self._changed_patients: set[str] = set()
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -455,7 +456,19 @@ class Download:
             for r in selected
             if r.per_parent
         }
-        await self._phase(run_id, client, scope, since, pending["started"], units, nested)
+        # A top-up cannot filter referral sources by date (they have no updated_at), so rather
+        # than re-read the whole list it asks, patient by patient, for those of the patients
+        # that changed, whenever that is the cheaper of the two.
+        referral_pages = 0
+        if since and any(w.resource.name == "referral_sources" for w in self.walks):
+            staged = _count(db, "referral_sources")
+            referral_pages = max(1, math.ceil(staged / PER_PAGE))
+            self.walks = [w for w in self.walks if w.resource.name != "referral_sources"]
+            # Patients this top-up staged before an interruption count as changed too.
+            self._changed_patients = set(_ids_updated_since(db, "patients", since))
+        await self._phase(
+            run_id, client, scope, since, pending["started"], units, nested, referral_pages
+        )
         result.lists = [w.result for w in self.walks if w.result is not None]
 
     async def _phase(
@@ -467,11 +480,18 @@ class Download:
         started: str,
         units: dict[tuple[str, str], dict[str, tuple[str, bool]]],
         nested: dict[str, tuple[Resource, set[str]]],
+        referral_pages: int = 0,
     ) -> None:
-        """Walk every list in parallel; return once every page is committed."""
+        """Walk every list in parallel; return once every page is committed.
+
+        `referral_pages` > 0 (top-ups only): referral sources were left out of the walks and
+        are fetched per changed patient, or whole if that costs fewer than this many requests.
+        """
         send, receive = anyio.create_memory_object_stream[tuple[_Walk, PageOut]](256)
         ticker = anyio.CancelScope()
         parents = {r.per_parent for r, _ids in nested.values() if r.per_parent}
+        if referral_pages:
+            parents.add("patients")
         waiting = {p: sum(1 for w in self.walks if w.resource.name == p) for p in parents}
         ready = {p: anyio.Event() for p in parents}
         seen: dict[str, set[str]] = {p: set() for p in parents}
@@ -494,11 +514,27 @@ class Download:
                 self.walks.append(walk)
                 tg.start_soon(self._walk, client, walk, None, started, units, send, None)
 
+        async def referral_sources(tg: TaskGroup) -> None:
+            await ready["patients"].wait()
+            resource = BY_NAME["referral_sources"]
+            changed = sorted(seen["patients"] | self._changed_patients, key=int)
+            if len(changed) >= referral_pages:
+                walk = _Walk(resource, "active", resource.path)
+                self.walks.append(walk)
+                tg.start_soon(self._walk, client, walk, None, started, units, send, None)
+                return
+            for pid in changed:
+                walk = _Walk(resource, "active", f"/patients/{pid}/referral_source", pid)
+                self.walks.append(walk)
+                tg.start_soon(self._fetch_one, client, walk, send)
+
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._writer, receive, run_id, scope)
             outer.start_soon(self._ticker, client, ticker)
             try:
                 async with send, anyio.create_task_group() as tg:
+                    if referral_pages:
+                        tg.start_soon(referral_sources, tg)
                     for parent in parents:
                         if waiting[parent] == 0:
                             ready[parent].set()
@@ -508,6 +544,24 @@ class Download:
                         tg.start_soon(walk_nested, resource, prior, tg)
             finally:
                 ticker.cancel()
+
+    async def _fetch_one(
+        self,
+        client: ClinikoClient,
+        walk: _Walk,
+        send: ObjectSendStream[tuple[_Walk, PageOut]],
+    ) -> None:
+        """One record at a path of its own (a patient's referral source); 404 means none."""
+        walk.result = ListResult(walk.resource.name, walk.variant)
+        try:
+            records = [(await client.get(walk.path)).data]
+        except ClientRequestError as exc:
+            if exc.status != 404:
+                walk.result.error = _safe_error(exc)
+                return
+            records = []
+        walk.result.pages, walk.result.records = 1, len(records)
+        await send.send((walk, PageOut(records, "one", "{}", True)))
 
     async def _settings(self, client: ClinikoClient) -> dict[str, Any]:
         try:
@@ -608,6 +662,11 @@ def _units(db: StagingDB, scope: str) -> dict[tuple[str, str], dict[str, tuple[s
         for list_key, saved in by_list.items():
             units.setdefault(list_key, {})[unit] = (saved.state, saved.done)
     return units
+
+
+def _count(db: StagingDB, resource: str) -> int:
+    row = db.conn.execute(f'SELECT count(*) FROM "{resource}"').fetchone()  # noqa: S608
+    return int(row[0])
 
 
 def _ids_updated_since(db: StagingDB, resource: str, since: str | None) -> list[str]:

@@ -280,3 +280,34 @@ async def test_run_history_and_events(small: SandboxHandle, tmp_path: Path) -> N
     assert runs == [("full", "complete", result.requests)]
     assert meta["shard"] == "au1" and meta["account_name"]
     assert "pending_run" not in meta and meta["last_complete_server_start"]
+
+
+async def test_topup_asks_for_referral_sources_per_changed_patient(tmp_path: Path) -> None:
+    """Referral sources have no updated_at filter: a top-up with few changed patients asks for
+    theirs one by one instead of re-reading the whole list; with many, the list is cheaper."""
+    with running_sandbox(size="small", seed=1, rate_limit=FAST) as handle:
+        await _referral_topups(handle, tmp_path)
+
+
+async def _referral_topups(fresh_small: SandboxHandle, tmp_path: Path) -> None:
+    store = fresh_small.store
+    assert len(store.ids("referral_sources", "active")) > 100, "need a list of several pages"
+    path = tmp_path / "clinic.sqlite"
+    await run(fresh_small, path)
+    patients = sorted(store.ids("patients", "active"), key=int)
+    store.update("patients", patients[5], notes="moved house")
+    fresh_small.reset_stats()
+    assert (await run(fresh_small, path)).outcome == "complete"
+    paths = [entry[3].split("?")[0] for entry in fresh_small.stats.log]
+    assert f"/v1/patients/{patients[5]}/referral_source" in paths
+    assert "/v1/referral_sources" not in paths
+    assert_same(path, fresh_small)
+
+    for pid in patients[:40]:
+        store.update("patients", pid, notes="newsletter")
+    fresh_small.reset_stats()
+    assert (await run(fresh_small, path)).outcome == "complete"
+    paths = [entry[3].split("?")[0] for entry in fresh_small.stats.log]
+    assert "/v1/referral_sources" in paths
+    assert not any(p.endswith("/referral_source") for p in paths)
+    assert_same(path, fresh_small)

@@ -36,7 +36,6 @@ FAST = (200, 1.0)  # the 200-per-window rule on a clock sixty times faster than 
 SEED = 7
 ANCHOR = date(2025, 6, 2)  # the sandbox's "today": its data is fixed by (seed, anchor)
 NOW = datetime(2025, 6, 2, tzinfo=UTC)  # the load's "now": upcoming vs past bookings
-PATIENT_BASED = ("appointment", "treatment_note", "invoice")
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,7 +416,7 @@ def test_quiet_private_and_keyless(shared: Run, clinic: SQLiteClinicStore) -> No
 
 
 def actions(p: Plan) -> dict[str, list[tuple[str, str]]]:
-    """Kind-independent list of what is not unchanged or skipped."""
+    """The items a plan would write or report: (kind, Cliniko id) by action, in plan order."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for item in p.all_items():
         if item.action in ("create", "update", "conflict"):
@@ -465,22 +464,22 @@ def test_a_topup_after_changes_in_cliniko_plans_exactly_those_changes(own: Run) 
 
     result = load(p)
     assert result.verification.ok, result.verification.differences[:10]
-    store_ = own.open()
+    after = own.open()
     try:
-        patient_rows = linked(store_, own.source, "patient", "patients")
+        patient_rows = linked(after, own.source, "patient", "patients")
         assert patient_rows[renamed]["first_name"] == "Renamed"
         new = records(sb, "patients", "active")[created]
         assert (patient_rows[created]["first_name"], patient_rows[created]["last_name"]) == (
             text(new["first_name"]),
             text(new["last_name"]),
         )
-        booking = linked(store_, own.source, "appointment", "appointments")[appointment]
+        booking = linked(after, own.source, "appointment", "appointments")[appointment]
         assert (booking["status"], booking["cancellation_reason_code"]) == ("cancelled", 40)
-        assert store_.outbox_count() == 0
-        assert store_.settings()["messaging_enabled"] is False
-        assert store_.settings()["ai_enabled"] is False
+        assert after.outbox_count() == 0
+        assert after.settings()["messaging_enabled"] is False
+        assert after.settings()["ai_enabled"] is False
     finally:
-        store_.close()
+        after.close()
     assert actions(own.plan()) == {}
 
 
