@@ -175,9 +175,15 @@ def unfiltered_pages(handle: SandboxHandle) -> int:
     )
 
 
+def referral_pages(handle: SandboxHandle) -> int:
+    """Pages of the referral sources list, which a top-up skips when fewer patients changed."""
+    return max(1, math.ceil(list_counts(handle)[("referral_sources", "active")] / 100))
+
+
 def topup_floor(handle: SandboxHandle) -> int:
-    """A top-up with nothing changed: /user, /settings, one page per filtered list, and the
-    unfiltered lists whole."""
+    """A top-up with nothing changed, at most: /user, /settings, one page per filtered list,
+    and the unfiltered lists whole (referral sources may instead cost one request per patient
+    the top-up saw change, when that is fewer)."""
     lists = list_variants(resources_for(ALL_PARTS))
     filtered = sum(1 for r, _v in lists if r.incremental)
     return 2 + filtered + unfiltered_pages(handle)
