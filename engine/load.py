@@ -454,21 +454,16 @@ class _Loader:
         """Run a store call; a row it refuses becomes a rejected item."""
         try:
             return call()
-        except InvalidValue as exc:
+        except (InvalidValue, IntegrityViolation) as exc:
             if exc.row_index is None or exc.row_index >= len(items):
                 raise
+            where = (
+                f"{exc.table}.{exc.column}"
+                if isinstance(exc, InvalidValue)
+                else f"{exc.table}: a constraint failed"
+            )
             raise _Reject(
-                items[exc.row_index],
-                "rejected_by_clinic",
-                f"the clinic store refused it ({exc.table}.{exc.column})",
-            ) from None
-        except IntegrityViolation as exc:
-            if exc.row_index is None or exc.row_index >= len(items):
-                raise
-            raise _Reject(
-                items[exc.row_index],
-                "rejected_by_clinic",
-                f"the clinic store refused it ({exc.table}: a constraint failed)",
+                items[exc.row_index], "rejected_by_clinic", f"the clinic store refused it ({where})"
             ) from None
 
     def _audit_fields(self, action: str, item: PlanItem) -> dict[str, Any]:
