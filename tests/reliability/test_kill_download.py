@@ -1,0 +1,220 @@
+"""SIGKILL the download at random moments, rerun, and get a clean run's staging file (DESIGN.md 8).
+
+The download runs as a real `cliniko-switch download` process against a sandbox served from
+this test process. A seeded `random.Random` picks kill points as a number of requests the
+sandbox has seen since the process started (not wall-clock time, so a slow machine moves the
+moment but not the meaning); each run is killed with SIGKILL when it reaches its point, then
+the command is run again, until one run completes. The staging file must then hold exactly
+what an uninterrupted download stages: every table row by row (id, raw JSON, variants), no
+duplicate ids, nothing quarantined, `PRAGMA integrity_check` ok and the last run complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.runner import SandboxHandle, running_sandbox
+
+pytestmark = pytest.mark.integration
+
+CLI = Path(sys.executable).with_name("cliniko-switch")
+ARGS = ("--rate-limit", "200/1")
+TIMEOUT_S = 120.0
+
+Content = dict[str, list[tuple[str, str, str]]]
+
+
+def _env(key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CLINIKO_API_KEY"}
+    env["CLINIKO_API_KEY"] = key
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _start(handle: SandboxHandle, staging: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(CLI), "download", "--staging", str(staging), "--api-url", handle.base_url, *ARGS],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(handle.api_key),
+        cwd=staging.parent,
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=TIMEOUT_S)
+    return proc.returncode, err.decode(errors="replace")
+
+
+def run_killed_at(handle: SandboxHandle, staging: Path, requests: int) -> bool:
+    """Start a download; SIGKILL it once the sandbox has seen `requests` more requests.
+
+    True if it was killed; False if it finished first (then it must have succeeded)."""
+    handle.reset_rate_limit_windows()  # a killed run's budget is not the next run's
+    before = handle.stats.total
+    proc = _start(handle, staging)
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while proc.poll() is None:
+            if handle.stats.total - before >= requests:
+                proc.send_signal(signal.SIGKILL)
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"download still running after {TIMEOUT_S} s")
+            time.sleep(0.001)
+        code, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code == -signal.SIGKILL:
+        return True
+    assert code == 0, f"exit {code}\n{err}"
+    return False
+
+
+def run_to_completion(handle: SandboxHandle, staging: Path) -> None:
+    handle.reset_rate_limit_windows()
+    code, err = _finish(_start(handle, staging))
+    assert code == 0, f"exit {code}\n{err}"
+    assert "Traceback" not in err, err
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def data_tables(con: sqlite3.Connection) -> list[str]:
+    return [
+        name
+        for (name,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' "
+            "ESCAPE '\\' AND name NOT LIKE 'sqlite%' ORDER BY name"
+        )
+    ]
+
+
+def staged_content(path: Path) -> Content:
+    """Every data table: (id, raw JSON, variants) per row, in id order."""
+    con = _connect(path)
+    try:
+        return {
+            table: con.execute(f'SELECT id, raw, variants FROM "{table}" ORDER BY id').fetchall()
+            for table in data_tables(con)
+        }
+    finally:
+        con.close()
+
+
+def assert_sound(path: Path) -> None:
+    """Integrity ok, no duplicate ids, nothing quarantined, the last run complete."""
+    con = _connect(path)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        for table in data_tables(con):
+            total, distinct = con.execute(
+                f'SELECT count(*), count(DISTINCT id) FROM "{table}"'
+            ).fetchone()
+            assert total == distinct, f"duplicate ids in {table}"
+            nulls = con.execute(f'SELECT count(*) FROM "{table}" WHERE raw IS NULL').fetchone()
+            assert nulls == (0,), f"rows without raw JSON in {table}"
+        assert con.execute("SELECT count(*) FROM _quarantine").fetchone() == (0,)
+        last = con.execute("SELECT outcome FROM _runs ORDER BY run_id DESC LIMIT 1").fetchone()
+        assert last == ("complete",)
+    finally:
+        con.close()
+
+
+def assert_same_content(got: Content, want: Content) -> None:
+    assert sorted(got) == sorted(want)
+    for table, rows in want.items():
+        have = got[table]
+        assert len(have) == len(rows), f"{table}: {len(have)} rows staged, want {len(rows)}"
+        for mine, theirs in zip(have, rows, strict=True):
+            assert mine == theirs, f"{table} row {theirs[0]} differs"
+
+
+@pytest.fixture(scope="module")
+def slowish() -> Iterator[SandboxHandle]:
+    """A small clinic (~5,000 records, ~93 requests) on a server with 30 ms per request."""
+    with running_sandbox("small", 1, rate_limit=(200, 1.0), latency_ms=30) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def full_requests(slowish: SandboxHandle, reference: Content) -> int:
+    return int(slowish.stats.total)  # what the reference (the first download) cost
+
+
+@pytest.fixture(scope="module")
+def reference(slowish: SandboxHandle, tmp_path_factory: pytest.TempPathFactory) -> Content:
+    """What an uninterrupted download stages (the raw JSON carries the sandbox's port)."""
+    staging = tmp_path_factory.mktemp("reference") / "clinic.staging"
+    slowish.reset_stats()
+    run_to_completion(slowish, staging)
+    assert_sound(staging)
+    return staged_content(staging)
+
+
+def kill_points(seed: int, n: int, full: int) -> list[int]:
+    """`n` request counts spread over a full download: one drawn in each of `n` equal slices
+    of 1..full-1, in a shuffled order, so early, middle and late moments are all hit."""
+    rng = random.Random(seed)
+    edges = [1 + (full - 1) * i // n for i in range(n + 1)]
+    points = [rng.randint(lo, max(lo, hi - 1)) for lo, hi in itertools.pairwise(edges)]
+    rng.shuffle(points)
+    return points
+
+
+def kill_and_rerun(
+    handle: SandboxHandle, staging: Path, points: list[int], reference: Content
+) -> int:
+    killed = 0
+    for i, point in enumerate(points):
+        if run_killed_at(handle, staging, point):
+            killed += 1
+        elif i == 0:
+            raise AssertionError(f"a fresh download finished before request {point}")
+    run_to_completion(handle, staging)
+    assert_sound(staging)
+    assert_same_content(staged_content(staging), reference)
+    return killed
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_sigkilled_download_reruns_to_a_clean_runs_content(
+    slowish: SandboxHandle,
+    reference: Content,
+    full_requests: int,
+    tmp_path: Path,
+    seed: int,
+) -> None:
+    points = kill_points(seed, 3, full_requests)
+    killed = kill_and_rerun(slowish, tmp_path / "clinic.staging", points, reference)
+    assert killed >= 1  # the first point always lands: a fresh run needs every request
+
+
+@pytest.mark.hard
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_sigkilled_download_many_times_reruns_to_a_clean_runs_content(
+    slowish: SandboxHandle,
+    reference: Content,
+    full_requests: int,
+    tmp_path: Path,
+    seed: int,
+) -> None:
+    points = kill_points(seed, 12, full_requests)
+    killed = kill_and_rerun(slowish, tmp_path / "clinic.staging", points, reference)
+    assert killed >= 1
