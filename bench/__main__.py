@@ -38,6 +38,12 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
         (f"download {size} {shape}", ["bench.download_rate", "--size", size, "--shape", shape])
         for shape, size in downloads
     ]
+    # Ours against the plain sequential downloader (bench/compare_download.py); full run only,
+    # as the baseline alone takes about five minutes on a medium clinic.
+    if not quick:
+        steps.append(
+            ("download vs sequential baseline", ["bench.compare_download", "--size", "medium"])
+        )
     steps.append(
         (
             "staging ingest",
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, step in plan(args.quick):
             print(f"running {name} ...", file=sys.stderr)
-            if step[0] == "bench.download_rate":
+            if step[0] in ("bench.download_rate", "bench.compare_download"):
                 out_json = Path(tmp) / "download.json"
                 stdout, seconds = _run([*step, "--json", str(out_json)])
                 document[name] = json.loads(out_json.read_text())
