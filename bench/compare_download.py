@@ -12,7 +12,6 @@ reference numbers; `/user` and `/settings` not counted).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import anyio
 
 from bench import baseline_sequential
-from bench.download_rate import rate_figures
+from bench.download_rate import rate_figures, sandbox_arguments
 from engine.cliniko import parse_key
 from engine.extract import DownloadOptions, download
 from engine.resources import RESOURCES
@@ -201,17 +200,7 @@ def markdown(c: Comparison) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size", choices=["tiny", "small", "medium", "large"], default="medium")
-    parser.add_argument(
-        "--shape", choices=["balanced", "appointments_heavy", "many_small"], default="balanced"
-    )
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--limit", type=int, default=200, help="requests per window")
-    parser.add_argument("--window", type=float, default=6.0, help="window, seconds")
-    parser.add_argument("--latency-ms", type=float, default=250.0)
-    parser.add_argument("--parallel", type=int, default=16, help="ours only")
-    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="write JSON here")
+    parser = sandbox_arguments(__doc__.splitlines()[0] if __doc__ else None, size="medium")
     args = parser.parse_args(argv)
     comparison = run(
         args.size,

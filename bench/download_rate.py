@@ -335,9 +335,10 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size", choices=["tiny", "small", "medium", "large"], default="small")
+def sandbox_arguments(description: str | None, *, size: str) -> argparse.ArgumentParser:
+    """The options every download benchmark shares: the clinic and the sandbox it runs on."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size", choices=["tiny", "small", "medium", "large"], default=size)
     parser.add_argument(
         "--shape", choices=["balanced", "appointments_heavy", "many_small"], default="balanced"
     )
@@ -345,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=200, help="requests per window")
     parser.add_argument("--window", type=float, default=6.0, help="window, seconds")
     parser.add_argument("--latency-ms", type=float, default=250.0)
-    parser.add_argument("--jitter-ms", type=float, default=None, help="default: 20 %% of latency")
-    parser.add_argument("--parallel", type=int, default=16)
+    parser.add_argument("--parallel", type=int, default=16, help="our download's parallel walks")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="write JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = sandbox_arguments(__doc__.splitlines()[0] if __doc__ else None, size="small")
+    parser.add_argument("--jitter-ms", type=float, default=None, help="default: 20 %% of latency")
     args = parser.parse_args(argv)
     report = run(
         args.size,

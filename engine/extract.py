@@ -452,7 +452,7 @@ class Download:
         # request budget never idles waiting for them. Parents staged by an earlier
         # (interrupted) run are read now, while nothing else uses the file.
         nested = {
-            r.name: (r, set(_ids_updated_since(db, r.per_parent, since)))
+            r.name: (r, set(db.ids_updated_since(r.per_parent, since)))
             for r in selected
             if r.per_parent
         }
@@ -461,11 +461,11 @@ class Download:
         # that changed, whenever that is the cheaper of the two.
         referral_pages = 0
         if since and any(w.resource.name == "referral_sources" for w in self.walks):
-            staged = _count(db, "referral_sources")
+            staged = db.count_rows("referral_sources")
             referral_pages = max(1, math.ceil(staged / PER_PAGE))
             self.walks = [w for w in self.walks if w.resource.name != "referral_sources"]
             # Patients this top-up staged before an interruption count as changed too.
-            self._changed_patients = set(_ids_updated_since(db, "patients", since))
+            self._changed_patients = set(db.ids_updated_since("patients", since))
         await self._phase(
             run_id, client, scope, since, pending["started"], units, nested, referral_pages
         )
@@ -662,20 +662,6 @@ def _units(db: StagingDB, scope: str) -> dict[tuple[str, str], dict[str, tuple[s
         for list_key, saved in by_list.items():
             units.setdefault(list_key, {})[unit] = (saved.state, saved.done)
     return units
-
-
-def _count(db: StagingDB, resource: str) -> int:
-    row = db.conn.execute(f'SELECT count(*) FROM "{resource}"').fetchone()  # noqa: S608
-    return int(row[0])
-
-
-def _ids_updated_since(db: StagingDB, resource: str, since: str | None) -> list[str]:
-    sql = f'SELECT id FROM "{resource}"'  # noqa: S608 - resource names come from the catalogue
-    args: list[str] = []
-    if since:
-        sql += " WHERE updated_at >= ?"
-        args.append(since)
-    return [str(row[0]) for row in db.conn.execute(sql, args)]
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
