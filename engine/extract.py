@@ -359,10 +359,12 @@ class Download:
                 db, client, run_id, user_page.data, settings, pending, selected, result
             )
         except BaseException as exc:
+            # Parallel walks raise a group: judge (and record) the error inside it.
+            cause = _first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
             outcome: Outcome = "interrupted"
-            if isinstance(exc, SetupError | ClinikoError) and not _is_transient(exc):
+            if isinstance(cause, SetupError | ClinikoError) and not _is_transient(cause):
                 outcome = "failed"
-            self._finish(db, client, result, outcome, error=_safe_error(exc))
+            self._finish(db, client, result, outcome, error=_safe_error(cause or exc))
             raise
         final: Outcome = "complete" if not result.failed_lists else "failed"
         self._finish(db, client, result, final)

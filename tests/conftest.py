@@ -174,3 +174,38 @@ def sandbox_client() -> Iterator[Callable[..., httpx.Client]]:
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_staged_master(
+    tiny_sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """One complete download of the session's tiny clinic (copy it before writing to it)."""
+    import anyio
+
+    from engine.cliniko import parse_key
+    from engine.extract import DownloadOptions, download
+
+    path = tmp_path_factory.mktemp("staged") / "tiny.sqlite"
+    opts = DownloadOptions(
+        staging_path=path, base_url=tiny_sandbox.base_url, rate_limit=(100_000, 60.0)
+    )
+    key = parse_key(tiny_sandbox.api_key)
+
+    async def run() -> None:
+        result = await download(key, opts)
+        assert result.outcome == "complete"
+
+    anyio.run(run)
+    return path
+
+
+@pytest.fixture
+def tiny_staged_copy(tiny_staged_master: Any, tmp_path: Any) -> Any:
+    """A private copy of the tiny staged file (mode 0600) in this test's tmp directory."""
+    import shutil
+
+    dest = tmp_path / "tiny-staged.sqlite"
+    shutil.copyfile(tiny_staged_master, dest)
+    dest.chmod(0o600)
+    return dest

@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_VERIFY_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 3
+EXIT_CRASH = 70
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -127,17 +128,91 @@ def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def _run_app(config: Any) -> int:
+    """Run the full-screen app; its exit code (a crash: 70, after the terminal is restored)."""
+    from tui.app import SwitchApp
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail(
+            "the full-screen app needs a terminal; without one, use the preview, download, "
+            "plan and load commands (or `demo --headless`)"
+        )
+    app = SwitchApp(config)
+    code = app.run()
+    if app.crash_log_path is not None or app.return_code not in (None, 0):
+        return app.return_code or EXIT_CRASH
+    return code or EXIT_OK
+
+
 @click.group(invoke_without_command=True)
 @click.version_option(package_name="cliniko-switch")
+@click.option(
+    "--staging",
+    "staging_path",
+    default="cliniko-staging.sqlite",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Wizard: the staging file to download into.",
+)
+@click.option(
+    "--target",
+    "target_url",
+    default="sqlite:///clinic.db",
+    show_default=True,
+    help="Wizard: the clinic store to load into.",
+)
+@click.option("--region", default=None, help="Wizard: the shard to pre-select (au1, uk1, ...).")
+@click.option("--api-url", default=None, help="Wizard: override the shard's base URL.")
+@click.option("--rate-limit", default="200/60", show_default=True, help="Wizard: request budget.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(
+    ctx: click.Context,
+    staging_path: Path,
+    target_url: str,
+    region: str | None,
+    api_url: str | None,
+    rate_limit: str,
+) -> None:
     """Copy a clinic out of Cliniko (read-only) into a MyNewClinic clinic.
 
-    The API key is read from CLINIKO_API_KEY or asked for with hidden input; it is never a
-    command-line argument and is never written anywhere.
+    With no command: the full-screen wizard (key, preview and selection, download, review,
+    load, summary). The API key is read from CLINIKO_API_KEY or typed into the wizard's masked
+    field (or asked for with hidden input by the other commands); it is never a command-line
+    argument and is never written anywhere.
     """
-    if ctx.invoked_subcommand is None:
-        raise click.UsageError("the full-screen wizard is not built yet; see --help")
+    if ctx.invoked_subcommand is not None:
+        return
+    from engine.cliniko import SetupError, validate_api_url
+    from tui.state import WizardConfig
+
+    if api_url is not None:
+        try:
+            validate_api_url(api_url)
+        except SetupError as exc:
+            _fail(f"--api-url: {exc}")
+    config = WizardConfig(
+        api_url=api_url,
+        rate_limit=_parse_rate(rate_limit),
+        staging_path=staging_path,
+        target_url=target_url,
+        region=region,
+    )
+    sys.exit(_run_app(config))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def review(path: Path) -> None:
+    """Browse a staging file in the full-screen app, offline: no key, no network, no writes."""
+    from engine.api import StagingError, open_for_review
+    from tui.state import WizardConfig
+
+    try:  # a file that cannot be reviewed is refused before the screen takes over
+        with open_for_review(path):
+            pass
+    except StagingError as exc:
+        _fail(str(exc))
+    sys.exit(_run_app(WizardConfig(review_only=path, staging_path=path)))
 
 
 @cli.command()
@@ -283,34 +358,57 @@ def download(
     "--size", type=click.Choice(["tiny", "small", "medium"]), default="small", show_default=True
 )
 @click.option("--seed", type=int, default=1, show_default=True)
-def demo(staging_path: Path, target: str, size: str, seed: int) -> None:
-    """Run the whole job against the built-in sandbox: download, plan, load, verify.
+@click.option(
+    "--headless",
+    is_flag=True,
+    help="No full-screen wizard: download, plan, load and verify with progress on stderr "
+    "(the default when there is no terminal).",
+)
+def demo(staging_path: Path, target: str, size: str, seed: int, headless: bool) -> None:
+    """The wizard against the built-in Cliniko sandbox, loading into a local clinic file.
 
     The sandbox runs on 127.0.0.1 for the length of the command, on a clock thirty times faster
-    than Cliniko's (200 requests per 2 s), with a key made up for it.
+    than Cliniko's (200 requests per 2 s), with a key made up for it; it stops on exit.
     """
     from engine.cliniko import parse_key
-    from engine.extract import DownloadOptions
-    from engine.extract import download as run_download
     from sandbox.runner import running_sandbox
-    from tui.textout import TextProgress
 
     rate = (200, 2.0)
+    interactive = not headless and sys.stdin.isatty() and sys.stdout.isatty()
     click.echo(f"starting the Cliniko sandbox ({size} clinic, seed {seed}) ...", err=True)
     with running_sandbox(size=size, seed=seed, rate_limit=rate) as handle:
-        click.echo(f"sandbox on {handle.base_url}", err=True)
-        key = parse_key(handle.api_key)
-        opts = DownloadOptions(staging_path=staging_path, base_url=handle.base_url, rate_limit=rate)
+        if interactive:
+            from tui.state import WizardConfig
 
-        async def main() -> int:
-            result = await run_download(key, opts, sink=TextProgress())
-            return EXIT_OK if result.outcome == "complete" else EXIT_VERIFY_FAILED
-
-        code = _run_async(main)
-        if code != EXIT_OK:
-            sys.exit(code)
-        code = _demo_load(staging_path, target)
+            config = WizardConfig(
+                api_url=handle.base_url,
+                rate_limit=rate,
+                staging_path=staging_path,
+                target_url=target,
+                demo=True,
+                demo_key=handle.api_key,
+            )
+            code = _run_app(config)
+        else:
+            click.echo(f"sandbox on {handle.base_url}", err=True)
+            code = _demo_headless(parse_key(handle.api_key), handle.base_url, rate, staging_path)
+            if code == EXIT_OK:
+                code = _demo_load(staging_path, target)
     sys.exit(code)
+
+
+def _demo_headless(key: Any, base_url: str, rate: tuple[int, float], staging_path: Path) -> int:
+    from engine.extract import DownloadOptions
+    from engine.extract import download as run_download
+    from tui.textout import TextProgress
+
+    opts = DownloadOptions(staging_path=staging_path, base_url=base_url, rate_limit=rate)
+
+    async def main() -> int:
+        result = await run_download(key, opts, sink=TextProgress())
+        return EXIT_OK if result.outcome == "complete" else EXIT_VERIFY_FAILED
+
+    return _run_async(main)
 
 
 def _demo_load(staging_path: Path, target: str) -> int:
