@@ -145,3 +145,19 @@ def staged_file(tiny_staged_master: Path, in_tmp: Path) -> Path:
     shutil.copyfile(tiny_staged_master, dest)
     dest.chmod(0o600)
     return Path("staging.sqlite")
+
+
+async def wait_until(pilot: Any, condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Let the app run until `condition()` holds (fail after `seconds`)."""
+    with anyio.fail_after(seconds):
+        while not condition():
+            await pilot.pause(0.02)
+
+
+async def settle(pilot: Any) -> None:
+    """Let the screen's workers finish and their results land."""
+    app = pilot.app
+    for _ in range(3):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+    await pilot.pause()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.screen import Screen
@@ -79,3 +80,11 @@ def test_no_color_is_honoured(
     assert make_app().no_color
     monkeypatch.delenv("NO_COLOR")
     assert not make_app().no_color
+
+
+def test_snapshot_connect_without_colour(
+    make_app: Callable[..., SwitchApp], monkeypatch: pytest.MonkeyPatch, snap_compare: Any
+) -> None:
+    """NO_COLOR: the first screen still reads (labels, not colours, carry the meaning)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(), terminal_size=(80, 24))

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from textual.widgets import Label, Static
 
@@ -32,7 +31,7 @@ from engine.api import (
     resources_for,
 )
 from sandbox.runner import SandboxHandle
-from tests.tui.conftest import SNAP_SIZES
+from tests.tui.conftest import SNAP_SIZES, wait_until
 from tui.app import SwitchApp
 from tui.screens.download import DownloadScreen, StageRow
 
@@ -92,12 +91,6 @@ def footer_keys(app: SwitchApp) -> set[str]:
 
 def row_text(app: SwitchApp, stage: str) -> str:
     return screen_of(app).query_one(f"#stage-{stage}", StageRow).text
-
-
-async def wait_until(pilot: Any, condition: Callable[[], bool], seconds: float = 60.0) -> None:
-    with anyio.fail_after(seconds):
-        while not condition():
-            await pilot.pause(0.02)
 
 
 def table_counts(path: Path) -> dict[str, int]:

@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from textual.widgets import DataTable, Input, Label, ProgressBar, Static
 
 from engine.api import LoadProgress, Notice, load, parse_key, plan
-from tests.tui.conftest import FIXED_NOW, SNAP_SIZES
+from tests.tui.conftest import FIXED_NOW, SNAP_SIZES, settle, wait_until
 from tui import plan_view as pv
 from tui.app import SwitchApp
 from tui.messages import EngineEvent
@@ -56,21 +55,6 @@ def record_navigation(app: SwitchApp) -> list[str]:
     for name in ("show_connect", "show_select", "show_download", "show_review"):
         setattr(app, name, recorder(name))
     return calls
-
-
-async def wait_until(pilot: Any, condition: Callable[[], bool], seconds: float = 60.0) -> None:
-    with anyio.fail_after(seconds):
-        while not condition():
-            await pilot.pause(0.02)
-
-
-async def settle(pilot: Any) -> None:
-    """Let the screen's workers finish and their results land."""
-    app = pilot.app
-    for _ in range(3):
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def open_load_screen(pilot: Any) -> LoadScreen:

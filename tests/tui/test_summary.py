@@ -26,12 +26,10 @@ from engine.api import (
     spot_checks,
     write_skip_report,
 )
-from tests.tui.conftest import FIXED_NOW, SNAP_SIZES
+from tests.tui.conftest import FIXED_NOW, SNAP_SIZES, settle, wait_until
 from tests.tui.test_load_screen import (
     conflict_setup,
     record_navigation,
-    settle,
-    wait_until,
 )
 from tui import plan_view as pv
 from tui.app import SwitchApp
