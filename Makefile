@@ -15,9 +15,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 
-# Reinstall only when the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e . --group dev
+# Reinstall only when the dependency list (or this install line) changes.
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[postgres]" --group dev
 	touch $(STAMP)
 
 deps: $(STAMP)
@@ -33,8 +33,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: lint, then the whole suite (fails if any test fails or none ran)
+## test: lint, then the whole suite, the clinic store on SQLite and on a throwaway PostgreSQL
+# (.ci/ensure-postgres installs PostgreSQL if missing); fails if any test fails or none ran
 test: lint
+	.ci/ensure-postgres
 	$(BIN)/python -m pytest -q -m "not hard" $(PYTEST_ARGS)
 
 ## test-hard: the long reliability variants in full

@@ -1,9 +1,9 @@
 """The clinic store interface: what the planner and the loader may ask of a MyNewClinic store.
 
 The store speaks tables, columns and rows (`target.schema` lists them). One backend per kind
-of database implements `ClinicBackend`: SQLite now (`target.sqlite`), PostgreSQL later. The
-interface is narrow and batch-shaped so that a PostgreSQL backend can implement it with COPY
-and INSERT ... ON CONFLICT:
+of database implements `ClinicBackend`: SQLite (`target.sqlite`) and PostgreSQL
+(`target.postgres`). The interface is narrow and batch-shaped so that the PostgreSQL backend
+implements it with COPY and INSERT ... ON CONFLICT:
 
 - rows go in and out as plain dicts keyed by column name, with Python values (str, int, bool,
   Decimal, date, timezone-aware datetime, list/dict for JSON columns); the backend converts;

@@ -12,12 +12,13 @@ Two views of one schema:
   never edited once released: a change is a new migration plus the matching catalogue edit
   (tests check that migrating an empty file from scratch yields exactly the catalogue).
 
-How SQLite holds values (PostgreSQL will use NUMERIC, TIMESTAMPTZ, DATE, JSONB, BOOLEAN):
-decimals, dates, timestamps and JSON are TEXT (declared `DECIMAL_TEXT`, `DATE_TEXT`,
-`TIMESTAMP_TEXT`, `JSON_TEXT`: TEXT affinity, so "81.80" stays "81.80" and never becomes a
-float); timestamps are UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time
-order); booleans are 0/1. The `patient_balances` view adds money up in integer millionths, so
-the store refuses decimals finer than 0.000001 or larger than DECIMAL_LIMIT.
+How SQLite holds values (PostgreSQL uses NUMERIC, TIMESTAMPTZ, DATE, JSONB and BOOLEAN, in
+migrations of the same versions written for it: `target.pg_schema`): decimals, dates,
+timestamps and JSON are TEXT (declared `DECIMAL_TEXT`, `DATE_TEXT`, `TIMESTAMP_TEXT`,
+`JSON_TEXT`: TEXT affinity, so "81.80" stays "81.80" and never becomes a float); timestamps
+are UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order); booleans
+are 0/1. The `patient_balances` view adds money up in integer millionths, so the store
+refuses decimals finer than 0.000001 or larger than DECIMAL_LIMIT (both stores do).
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ import pytest
 from sandbox.runner import SandboxHandle, start_sandbox
 from sandbox.store import ClinicStore
 
+pytest_plugins = ["tests.pg_server"]  # `pg_server`: a throwaway PostgreSQL server
+
 TEST_USER_AGENT = "cliniko-switch-tests (tests@example.org)"
 
 

@@ -492,7 +492,10 @@ target_option = click.option(
     "target_url",
     default="sqlite:///clinic.db",
     show_default=True,
-    help="The clinic store: sqlite:///relative.db, sqlite:////absolute.db or a file path.",
+    help=(
+        "The clinic store: sqlite:///relative.db, sqlite:////absolute.db, a file path, or "
+        "postgresql://user@host/database?schema=clinic (password from PGPASSWORD or ~/.pgpass)."
+    ),
 )
 only_option = click.option(
     "--only", default=None, help="Comma-separated parts to load (default: all staged parts)."
@@ -540,6 +543,8 @@ def load_command(
     from staging import StagingError
     from target import TargetError
 
+    if skipped_csv is not None:
+        _check_writable(skipped_csv, "--skipped-csv")
     sink = _load_sink()
     the_plan = _plan_or_fail(staging_path, target_url, _selection(only), sink)
     for line in the_plan.summary_lines():
@@ -572,6 +577,20 @@ def load_command(
     if as_json:
         _emit_json(result.to_json())
     sys.exit(EXIT_OK if result.ok else EXIT_VERIFY_FAILED)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a report path that cannot be written before any work is done (not after a
+    load has changed the clinic)."""
+    import os
+
+    folder = path.parent if str(path.parent) else Path()
+    if path.is_dir():
+        _fail(f"{option}: cannot write {path}: it is a folder; give a file name")
+    if not folder.is_dir():
+        _fail(f"{option}: cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        _fail(f"{option}: cannot write {path}: no permission to write in {folder}")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from engine.cliniko.errors import BadKey, InsecureURL, RegionMismatch
@@ -134,8 +135,11 @@ def key_from_env_or_prompt(prompt: Callable[[str], str] | None = None) -> ApiKey
     return parse_key(raw)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.rstrip(".") == "localhost":
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` (exactly: "localhost." is a DNS name like any other) and for
+    an IPv4 or IPv6 loopback address written as such ("127.1" or "0x7f.0.0.1" are not)."""
+    host = host.lower().removeprefix("[").removesuffix("]")
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -143,17 +147,36 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def check_transport_url(scheme: str, host: str) -> None:
+    """Raise `InsecureURL` unless a request may go to `scheme://host`: https anywhere, plain
+    http only to this machine. The one rule, applied to the API URL when a client is made
+    (`validate_api_url`) and again to every request as it leaves (`GetOnlyTransport`)."""
+    scheme = scheme.lower()
+    if scheme == "https":
+        return
+    if scheme != "http":
+        raise InsecureURL(f"The API URL must start with https:// (got {scheme or 'none'}://).")
+    if not is_loopback_host(host):
+        raise InsecureURL(
+            f"Plain http is only allowed to this machine, not to {host}; "
+            "the key would cross the network unencrypted."
+        )
+
+
 def validate_api_url(url: str) -> str:
     """Return `url` without a trailing '/', or raise `InsecureURL`.
 
-    https is allowed to any host; plain http only to a loopback host (the sandbox).
+    https is allowed to any host; plain http only to a loopback host (the sandbox). The rule
+    is applied to the URL as the standard library reads it and as httpx (which sends the
+    requests) reads it, so no URL can mean this machine to one and another host to the other.
     """
-    parts = urlsplit(url.strip())
+    text = url.strip()
+    parts = urlsplit(text)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     # Never echo a URL that carries credentials.
-    shown = f"{scheme}://{host}" if parts.username or parts.password else url.strip()
-    if parts.username or parts.password:
+    shown = f"{scheme}://{host}" if parts.username or parts.password else text
+    if parts.username or parts.password or "@" in parts.netloc:
         raise InsecureURL(
             f"The API URL {shown} must not contain a user name or password.",
             hint="Give the key through CLINIKO_API_KEY or the prompt, never in a URL.",
@@ -162,17 +185,13 @@ def validate_api_url(url: str) -> str:
         raise InsecureURL(f"The API URL {shown!r} has no host.")
     if parts.query or parts.fragment:
         raise InsecureURL(f"The API URL {shown} must not have a query or fragment.")
-    if scheme == "https":
-        pass
-    elif scheme == "http":
-        if not _is_loopback(host):
-            raise InsecureURL(
-                f"Plain http is only allowed to this machine, not to {host}; "
-                "the key would cross the network unencrypted."
-            )
-    else:
-        raise InsecureURL(f"The API URL must start with https:// (got {scheme or 'none'}://).")
-    return url.strip().rstrip("/")
+    check_transport_url(scheme, host)
+    try:
+        wire = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError):
+        raise InsecureURL(f"The API URL {shown!r} is not a valid URL.") from None
+    check_transport_url(wire.scheme, wire.host)
+    return text.rstrip("/")
 
 
 def base_url_for(shard: str, api_url_override: str | None = None) -> str:

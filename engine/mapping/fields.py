@@ -122,6 +122,18 @@ def flag(raw: Raw, key: str, default: bool | None = None) -> bool | None:
     raise Malformed(key, "is not true/false")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""A whole number outside this range fits no clinic store's integer column (SQLite and
+PostgreSQL both stop at 64 bits): the record is malformed, not a crash of the load."""
+DECIMAL_LIMIT = Decimal(10) ** 9
+DECIMAL_PLACES = 6
+"""The clinic store keeps decimals below DECIMAL_LIMIT in magnitude with at most
+DECIMAL_PLACES places (`target.schema`, held equal by the tests): a value outside is refused
+here, so the plan skips the record with a reason instead of the load meeting a refusal
+(which a rerun would plan as a write again)."""
+_MICRO = Decimal(1).scaleb(-DECIMAL_PLACES)
+
+
 def integer(raw: Raw, key: str) -> int | None:
     value = raw.get(key)
     if _missing(value):
@@ -129,6 +141,8 @@ def integer(raw: Raw, key: str) -> int | None:
     if isinstance(value, bool):
         raise Malformed(key, "is not a whole number")
     if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise Malformed(key, "is out of range")
         return value
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip()):
         return int(value.strip())
@@ -143,7 +157,7 @@ def decimal(raw: Raw, key: str) -> Decimal | None:
     if isinstance(value, bool):
         raise Malformed(key, "is not a number")
     if isinstance(value, int):
-        return Decimal(value)
+        return storable_decimal(key, Decimal(value))
     if isinstance(value, float):
         # JSON numbers with a fraction: take the shortest repr, not the binary expansion.
         value = repr(value)
@@ -155,7 +169,17 @@ def decimal(raw: Raw, key: str) -> Decimal | None:
         raise Malformed(key, "is not a number") from None
     if not result.is_finite():
         raise Malformed(key, "is not a finite number")
-    return result
+    return storable_decimal(key, result)
+
+
+def storable_decimal(key: str, value: Decimal) -> Decimal:
+    """`value`, if the clinic store can keep it exactly; else `Malformed`."""
+    if abs(value) >= DECIMAL_LIMIT:
+        raise Malformed(key, "is out of range")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -DECIMAL_PLACES and value != value.quantize(_MICRO):
+        raise Malformed(key, f"has more than {DECIMAL_PLACES} decimal places")
+    return value
 
 
 def calendar_date(raw: Raw, key: str) -> date | None:

@@ -90,7 +90,7 @@ def balance(
     for key in PAID_FIELDS:
         paid = f.decimal(raw, key)
         if paid is not None:
-            return total - paid, "amount_field"
+            return f.storable_decimal(key, total - paid), "amount_field"
     if status == "paid":
         return Decimal(0), "status_paid"
     if status == "closed":
@@ -128,7 +128,7 @@ def map_invoice(row: StagedRow, ctx: MappingContext) -> MapResult:
         lines=_lines(ctx.invoice_items.get(source_id, ())),
         outstanding=outstanding,
         outstanding_basis=basis,
-        settlement_amount=total - outstanding,
+        settlement_amount=f.storable_decimal("total_amount", total - outstanding),
         status_only_open=basis == "status_open",
     )
     refs: dict[str, str] = {}

@@ -1,4 +1,8 @@
-"""Fixtures for the plan and load tests: a staged synthetic clinic and a clinic store URL."""
+"""Fixtures for the plan and load tests: a staged synthetic clinic and a clinic store URL.
+
+Every test that uses a clinic store (`target_url`, `open_store`, `clinics`) runs on both
+backends, SQLite and PostgreSQL, with the same assertions (tests/backends.py).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from engine.clinic_rows import SETTLEMENT_LINK, settlement_hash, target_hash
 from engine.mapping import fold_name
-from target import KIND_TABLES, SQLiteClinicStore
+from target import KIND_TABLES, ClinicBackend, Link, open_target
+from tests.backends import Clinics, make_clinics, parametrize_backends
 
 from .clinic import Clinic, small_clinic
 
@@ -82,23 +88,34 @@ def staging_path(tmp_path: Path, clinic: Clinic) -> Path:
     return clinic.stage(tmp_path / "clinic.staging")
 
 
-@pytest.fixture
-def target_path(tmp_path: Path) -> Path:
-    return tmp_path / "clinic.db"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)
 
 
 @pytest.fixture
-def target_url(target_path: Path) -> str:
-    return f"sqlite:///{target_path}"
+def clinics(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Clinics:
+    """Fresh clinic stores of the test's backend, by name: `clinics.url("clean")`."""
+    return make_clinics(request, backend, tmp_path)
 
 
 @pytest.fixture
-def open_store(target_path: Path) -> Iterator[Any]:
+def target_path(clinics: Clinics) -> Path:
+    """Where the SQLite clinic file is (on PostgreSQL, a path that never exists)."""
+    return clinics.path("clinic")
+
+
+@pytest.fixture
+def target_url(clinics: Clinics) -> str:
+    return clinics.url("clinic")
+
+
+@pytest.fixture
+def open_store(target_url: str) -> Iterator[Any]:
     """`open_store()` -> a fresh connection to the test's clinic store (closed at teardown)."""
-    opened: list[SQLiteClinicStore] = []
+    opened: list[ClinicBackend] = []
 
-    def make() -> SQLiteClinicStore:
-        store = SQLiteClinicStore.open(target_path, busy_timeout=0.5)
+    def make() -> ClinicBackend:
+        store = open_target(target_url, busy_timeout=0.5)
         opened.append(store)
         return store
 
@@ -109,14 +126,14 @@ def open_store(target_path: Path) -> Iterator[Any]:
             store.close()
 
 
-def by_source(store: SQLiteClinicStore, kind: str) -> dict[str, dict[str, Any]]:
+def by_source(store: ClinicBackend, kind: str) -> dict[str, dict[str, Any]]:
     """Clinic rows of a kind keyed by the Cliniko id they were imported from."""
     links = store.load_links(SOURCE, kind)
     rows = store.fetch_rows(KIND_TABLES[kind], [link.target_id for link in links.values()])
     return {sid: rows[link.target_id] for sid, link in links.items() if link.target_id in rows}
 
 
-def assert_quiet(store: SQLiteClinicStore) -> None:
+def assert_quiet(store: ClinicBackend) -> None:
     """After every load: nothing queued for patients, messaging and AI still off."""
     assert store.outbox_count() == 0
     settings = store.settings()
@@ -124,15 +141,43 @@ def assert_quiet(store: SQLiteClinicStore) -> None:
     assert settings["ai_enabled"] is False
 
 
-def snapshot(store: SQLiteClinicStore) -> dict[str, Any]:
+def _link_states(store: ClinicBackend, kind: str, found: dict[str, Link]) -> dict[str, Any]:
+    """Each link's source hash, and whether its target hash is that of the clinic row as it
+    stands (what a rerun compares), independent of the clinic ids inside the row: a
+    PostgreSQL sequence never gives back the ids of a rolled-back batch, so a rerun after a
+    stop can give rows other ids than an uninterrupted load would."""
+    table = "settlements" if kind == SETTLEMENT_LINK else KIND_TABLES[kind]
+    rows = store.fetch_rows(table, [link.target_id for link in found.values()])
+    lines: dict[int, list[dict[str, Any]]] = {}
+    if kind == "invoice":
+        for line in store.iter_rows("invoice_lines"):
+            lines.setdefault(line["invoice_id"], []).append(line)
+    states: dict[str, Any] = {}
+    for sid, link in found.items():
+        row = rows.get(link.target_id)
+        if row is None:
+            state = "row missing"
+        else:
+            current = (
+                settlement_hash(row)
+                if kind == SETTLEMENT_LINK
+                else target_hash(kind, row, lines.get(link.target_id, []))
+            )
+            state = "current" if current == link.target_hash else "clinic row differs"
+        states[sid] = (link.source_hash, state)
+    return states
+
+
+def snapshot(store: ClinicBackend) -> dict[str, Any]:
     """The clinic's content, independent of clinic ids and timestamps: every row keyed by the
-    Cliniko id it came from, with its foreign keys turned back into Cliniko ids; links;
-    balances by Cliniko patient id; row counts (duplicates would show there)."""
+    Cliniko id it came from, with its foreign keys turned back into Cliniko ids; links (source
+    hash, target hash current or not); balances by Cliniko patient id; row counts (duplicates
+    would show there)."""
     reverse: dict[tuple[str, int], str] = {}
     links: dict[str, dict[str, tuple[str, str]]] = {}
-    for kind in (*KIND_TABLES, "settlement"):
+    for kind in (*KIND_TABLES, SETTLEMENT_LINK):
         found = store.load_links(SOURCE, kind)
-        links[kind] = {sid: (link.source_hash, link.target_hash) for sid, link in found.items()}
+        links[kind] = _link_states(store, kind, found)
         for sid, link in found.items():
             reverse[(kind, link.target_id)] = sid
     content: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from staging import open_staging
-from target import SQLiteClinicStore
+from target import open_target
+from tests.backends import Clinics, raw
 from tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERIFY_FAILED, cli
 
 from .clinic import small_clinic
@@ -29,7 +30,7 @@ def fresh_staging(tmp_path: Path) -> Path:
     return small_clinic().stage(tmp_path / "cli.staging")
 
 
-def test_plan_json_and_exit_0(fresh_staging: Path, target_url: str, target_path: Path) -> None:
+def test_plan_json_and_exit_0(fresh_staging: Path, target_url: str, clinics: Clinics) -> None:
     result = run("plan", "--staging", str(fresh_staging), "--target", target_url, "--json")
     assert result.exit_code == EXIT_OK, result.stderr
     doc = json.loads(result.stdout)
@@ -45,7 +46,7 @@ def test_plan_json_and_exit_0(fresh_staging: Path, target_url: str, target_path:
     assert {s["code"] for s in doc["skipped"]} >= {"deleted_in_cliniko", "draft_note"}
     assert doc["conflicts"] == []
     assert "plan for cliniko:au1:4711" in result.stderr
-    assert not target_path.exists()
+    assert not clinics.exists()
 
 
 def test_plan_only_parts(fresh_staging: Path, target_url: str) -> None:
@@ -67,16 +68,16 @@ def test_plan_only_parts(fresh_staging: Path, target_url: str) -> None:
 
 
 def test_load_needs_yes_without_a_terminal(
-    fresh_staging: Path, target_url: str, target_path: Path
+    fresh_staging: Path, target_url: str, clinics: Clinics
 ) -> None:
     result = run("load", "--staging", str(fresh_staging), "--target", target_url)
     assert result.exit_code == EXIT_BAD_INPUT
     assert "--yes" in result.stderr
-    assert not target_path.exists()
+    assert not clinics.exists()
 
 
 def test_load_yes_json_and_skipped_csv(
-    fresh_staging: Path, target_url: str, target_path: Path, tmp_path: Path
+    fresh_staging: Path, target_url: str, tmp_path: Path
 ) -> None:
     report = tmp_path / "skipped.csv"
     result = run(
@@ -100,21 +101,19 @@ def test_load_yes_json_and_skipped_csv(
     with report.open(newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 5
     assert "verification: ok" in result.stderr
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         assert_quiet(store)
     again = run("load", "--staging", str(fresh_staging), "--target", target_url, "--yes", "--json")
     assert again.exit_code == EXIT_OK
     assert json.loads(again.stdout)["plan"]["totals"]["unchanged"] == 19
 
 
-def test_load_exit_1_when_verification_fails(
-    fresh_staging: Path, target_url: str, target_path: Path
-) -> None:
+def test_load_exit_1_when_verification_fails(fresh_staging: Path, target_url: str) -> None:
     assert (
         run("load", "--staging", str(fresh_staging), "--target", target_url, "--yes").exit_code == 0
     )
-    with SQLiteClinicStore.open(target_path) as store:
-        store._conn.execute("UPDATE clinic_settings SET messaging_enabled = 1")  # someone did
+    with open_target(target_url) as store:
+        raw(store, "UPDATE clinic_settings SET messaging_enabled = TRUE")  # someone did
     result = run("load", "--staging", str(fresh_staging), "--target", target_url, "--yes", "--json")
     assert result.exit_code == EXIT_VERIFY_FAILED
     doc = json.loads(result.stdout)
@@ -122,7 +121,7 @@ def test_load_exit_1_when_verification_fails(
 
 
 def test_bad_inputs_exit_2_with_a_message(
-    tmp_path: Path, fresh_staging: Path, target_url: str
+    tmp_path: Path, fresh_staging: Path, target_url: str, clinics: Clinics
 ) -> None:
     missing = run("plan", "--staging", str(tmp_path / "nope.staging"))
     assert missing.exit_code == EXIT_BAD_INPUT
@@ -153,16 +152,14 @@ def test_bad_inputs_exit_2_with_a_message(
     assert too_new.exit_code == EXIT_BAD_INPUT
     assert "newer" in too_new.stderr
 
-    clinic = tmp_path / "newer-clinic.db"
-    with SQLiteClinicStore.open(clinic):
-        pass
-    with sqlite3.connect(clinic) as conn:
-        conn.execute(
+    clinic = clinics.url("newer-clinic")
+    with open_target(clinic) as store:
+        raw(
+            store,
             "INSERT INTO schema_migrations (version, description, applied_at) "
-            "VALUES (99, 'future', 'x')"
+            "VALUES (99, 'future', CURRENT_TIMESTAMP)",
         )
-    conn.close()
-    newer_clinic = run("load", "--staging", str(fresh_staging), "--target", str(clinic), "--yes")
+    newer_clinic = run("load", "--staging", str(fresh_staging), "--target", clinic, "--yes")
     assert newer_clinic.exit_code == EXIT_BAD_INPUT
     assert "newer" in newer_clinic.stderr
 

@@ -7,10 +7,14 @@ One `small` clinic (fixed seed and anchor, `now` passed explicitly) is downloade
 once for the module and shared by the read-only checks; the tests that change data (a top-up
 after changes in Cliniko, a conflict) build a clinic of their own the same way, so each test
 holds whatever the others do or in whatever order they run.
+
+Both clinic store backends, with the same assertions: a SQLite file, and a PostgreSQL schema
+reached over TCP as a role with a password (given in the URL: it must never be shown).
 """
 
 from __future__ import annotations
 
+import json
 import stat
 from collections import defaultdict
 from collections.abc import Iterator
@@ -28,9 +32,11 @@ from engine.extract import DownloadOptions, DownloadResult, download
 from engine.load import LoadResult, load
 from engine.plan import Plan, plan
 from sandbox.runner import SandboxHandle, running_sandbox
-from target import SQLiteClinicStore, open_target
+from target import ClinicBackend, open_target
+from tests.backends import Clinics, make_clinics
 
 pytestmark = pytest.mark.integration
+BACKEND_SCOPE = "module"  # one shared download and load per backend
 
 FAST = (200, 1.0)  # the 200-per-window rule on a clock sixty times faster than Cliniko's
 SEED = 7
@@ -47,21 +53,16 @@ class Run:
     sandbox: SandboxHandle
     folder: Path
     staging: Path
-    clinic: Path
+    clinics: Clinics
+    url: str
     result: LoadResult
-
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.clinic}"
 
     @property
     def source(self) -> str:
         return self.result.plan.source
 
-    def open(self) -> SQLiteClinicStore:
-        store = open_target(self.url)
-        assert isinstance(store, SQLiteClinicStore)
-        return store
+    def open(self) -> ClinicBackend:
+        return open_target(self.url)
 
     def download(self) -> DownloadResult:
         return download_into(self.sandbox, self.staging)
@@ -81,30 +82,36 @@ def _ignore(_event: object) -> None:
     pass
 
 
-def first_run(sandbox: SandboxHandle, folder: Path) -> Run:
-    staging, clinic = folder / "clinic.staging", folder / "clinic.db"
+def first_run(sandbox: SandboxHandle, clinics: Clinics) -> Run:
+    folder = clinics.folder
+    staging = folder / "clinic.staging"
     assert download_into(sandbox, staging).mode == "full"
-    result = load(staging, f"sqlite:///{clinic}", now=NOW)
+    url = clinics.url("clinic", tcp=True)
+    result = load(staging, url, now=NOW)
     assert result.verification.ok, result.verification.differences[:10]
-    return Run(sandbox, folder, staging, clinic, result)
+    return Run(sandbox, folder, staging, clinics, url, result)
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def shared(
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
     """One download and one load of a small clinic, shared by the read-only checks."""
+    clinics = make_clinics(request, backend, tmp_path_factory.mktemp("e2e"))
     with running_sandbox(size="small", seed=SEED, rate_limit=FAST, anchor=ANCHOR) as handle:
-        yield first_run(handle, tmp_path_factory.mktemp("e2e"))
+        yield first_run(handle, clinics)
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> Iterator[Run]:
+def own(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Run]:
     """The same clinic, downloaded and loaded for one test that changes it."""
+    clinics = make_clinics(request, backend, tmp_path)
     with running_sandbox(size="small", seed=SEED, rate_limit=FAST, anchor=ANCHOR) as handle:
-        yield first_run(handle, tmp_path)
+        yield first_run(handle, clinics)
 
 
 @pytest.fixture(scope="module")
-def clinic(shared: Run) -> Iterator[SQLiteClinicStore]:
+def clinic(shared: Run) -> Iterator[ClinicBackend]:
     store = shared.open()
     try:
         yield store
@@ -163,7 +170,7 @@ def live_patients(sb: SandboxHandle) -> dict[str, dict[str, Any]]:
     return out
 
 
-def linked(store: SQLiteClinicStore, source: str, kind: str, table: str) -> dict[str, Any]:
+def linked(store: ClinicBackend, source: str, kind: str, table: str) -> dict[str, Any]:
     """Clinic rows by the Cliniko id they were imported from; every link has its row."""
     links = store.load_links(source, kind)
     rows = store.fetch_rows(table, [link.target_id for link in links.values()])
@@ -172,7 +179,7 @@ def linked(store: SQLiteClinicStore, source: str, kind: str, table: str) -> dict
     return {sid: rows[link.target_id] for sid, link in links.items()}
 
 
-def clinic_id(store: SQLiteClinicStore, source: str, kind: str) -> dict[str, int]:
+def clinic_id(store: ClinicBackend, source: str, kind: str) -> dict[str, int]:
     return {sid: link.target_id for sid, link in store.load_links(source, kind).items()}
 
 
@@ -192,7 +199,7 @@ def rule(invoice: dict[str, Any]) -> Decimal:
 
 
 def test_patients_are_in_the_clinic_once_each_with_cliniko_s_details(
-    shared: Run, clinic: SQLiteClinicStore
+    shared: Run, clinic: ClinicBackend
 ) -> None:
     sb = shared.sandbox
     truth = live_patients(sb)
@@ -231,7 +238,7 @@ def test_patients_are_in_the_clinic_once_each_with_cliniko_s_details(
 
 
 def test_appointments_keep_their_time_status_patient_and_practitioner(
-    shared: Run, clinic: SQLiteClinicStore
+    shared: Run, clinic: ClinicBackend
 ) -> None:
     sb = shared.sandbox
     every = records(sb, "individual_appointments", "active", "cancelled", "deleted")
@@ -274,7 +281,7 @@ def test_appointments_keep_their_time_status_patient_and_practitioner(
 
 
 def test_finalised_notes_are_on_the_right_patient_at_their_original_date(
-    shared: Run, clinic: SQLiteClinicStore
+    shared: Run, clinic: ClinicBackend
 ) -> None:
     sb = shared.sandbox
     every = records(sb, "treatment_notes", "active", "deleted")
@@ -310,7 +317,7 @@ def test_finalised_notes_are_on_the_right_patient_at_their_original_date(
 
 
 def test_invoices_keep_their_number_and_their_live_lines(
-    shared: Run, clinic: SQLiteClinicStore
+    shared: Run, clinic: ClinicBackend
 ) -> None:
     sb = shared.sandbox
     every = records(sb, "invoices", "active", "deleted")
@@ -350,7 +357,7 @@ def test_invoices_keep_their_number_and_their_live_lines(
 
 
 def test_balances_follow_the_rule_and_part_paid_ones_are_flagged(
-    shared: Run, clinic: SQLiteClinicStore
+    shared: Run, clinic: ClinicBackend
 ) -> None:
     sb = shared.sandbox
     patients = set(live_patients(sb))
@@ -394,21 +401,33 @@ def test_a_second_plan_changes_nothing(shared: Run) -> None:
     assert totals["skip"] == first["skip"]
 
 
-def test_quiet_private_and_keyless(shared: Run, clinic: SQLiteClinicStore) -> None:
+def test_quiet_private_and_keyless(shared: Run, clinic: ClinicBackend) -> None:
     assert clinic.outbox_count() == 0
     settings = clinic.settings()
     assert settings["messaging_enabled"] is False and settings["ai_enabled"] is False
     verification = shared.result.verification
     assert verification.outbox_count == 0
     assert not verification.messaging_enabled and not verification.ai_enabled
-    for path in (shared.staging, shared.clinic):
+    private = [shared.staging]
+    if shared.clinics.backend == "sqlite":
+        private.append(shared.clinics.path("clinic"))
+    for path in private:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     secret = shared.sandbox.api_key.encode()
-    for path in shared.folder.iterdir():
-        data = path.read_bytes()
-        assert secret not in data, path.name
-        assert secret.split(b"-")[0] not in data, path.name
+    kept = {path.name: path.read_bytes() for path in shared.folder.iterdir()}
+    kept["the clinic store"] = shared.clinics.dump("clinic")
+    for name, data in kept.items():
+        assert secret not in data, name
+        assert secret.split(b"-")[0] not in data, name
     assert set(shared.sandbox.stats.by_method) == {"GET"}
+    # A database password given in the URL is never shown, stored or reported.
+    server = shared.clinics.server
+    if server is not None:
+        assert server.password in shared.url
+        shown = json.dumps(shared.result.to_json()) + json.dumps(shared.plan().to_json())
+        assert server.password not in shown
+        assert server.password.encode() not in kept["the clinic store"]
+        assert server.password not in clinic.url
 
 
 # --------------------------------------------------------------------------------------------

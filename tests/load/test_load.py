@@ -15,7 +15,8 @@ from engine.events import LoadProgress
 from engine.load import load
 from engine.plan import plan
 from engine.skip_report import write_skip_report
-from target import SQLiteClinicStore
+from target import open_target
+from tests.backends import Clinics
 
 from .clinic import NOW, Clinic
 from .conftest import SOURCE, assert_quiet, by_source, snapshot
@@ -290,22 +291,74 @@ def test_invoice_lines_and_settlements_follow_changes_without_duplicates(
     assert_quiet(store)
 
 
-def test_a_value_the_clinic_refuses_is_skipped_and_the_rest_loads(
+def test_nul_characters_are_dropped_the_same_on_every_store(
+    clinic: Clinic, tmp_path: Path, target_url: str, open_store: Any
+) -> None:
+    """PostgreSQL refuses NUL in text and JSON, SQLite keeps it: the mapping drops it, so both
+    stores load the same rows and a rerun writes nothing."""
+    clinic.patient(106, "Ma\x00ia", "Te\x00Ao", "1999-09-09")
+    clinic.note(610, 106, 11, content={"sections": [{"name": "S\x00", "questions": []}]})
+    staging = clinic.stage(tmp_path / "s.staging")
+    result = load(staging, target_url, now=NOW)
+    assert result.rejected == [], [i.skip_reason for i in result.rejected]
+    assert result.ok, result.verification.differences
+    store = open_store()
+    patient = store.load_links(SOURCE, "patient")["106"].target_id
+    [row] = [r for r in store.iter_rows("patients", ["id", "first_name"]) if r["id"] == patient]
+    assert row["first_name"] == "Maia"
+    assert "610" in by_source(store, "treatment_note")
+    assert plan(staging, target_url, now=NOW).writes() == 0
+
+
+def test_a_value_the_clinic_cannot_keep_is_skipped_at_plan_time_and_the_rest_loads(
     clinic: Clinic, tmp_path: Path, target_url: str, open_store: Any
 ) -> None:
     clinic.invoice(720, 102, 10, "10.1234567")  # finer than the store keeps exactly
     clinic.invoice(721, 102, 10, "10.00")
     staging = clinic.stage(tmp_path / "s.staging")
     result = load(staging, target_url, now=NOW)
+    assert result.rejected == []  # the plan saw it: nothing reaches the store to be refused
+    [item] = [i for i in result.plan.skipped() if i.source_id == "720"]
+    assert item.skip_code == "malformed_record"
+    assert item.skip_reason == "total_amount: has more than 6 decimal places"
+    assert result.ok, result.verification.differences
+    assert set(by_source(open_store(), "invoice")) == {"701", "702", "703", "704", "721"}
+    assert write_skip_report(result, tmp_path / "skipped.csv") == 6
+    assert plan(staging, target_url, now=NOW).writes() == 0  # a skip every time, never a write
+
+
+def test_a_row_the_clinic_refuses_at_load_time_is_skipped_and_the_rest_loads(
+    clinic: Clinic,
+    tmp_path: Path,
+    target_url: str,
+    open_store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loader's safety net, for a refusal the plan cannot foresee (a constraint)."""
+    from target import InvalidValue
+
+    clinic.invoice(721, 102, 10, "10.00")
+    staging = clinic.stage(tmp_path / "s.staging")
+    backend_class = type(open_store())
+    real = backend_class.insert_rows
+
+    def refusing(self: Any, table: str, rows: Any) -> list[int]:
+        for i, row in enumerate(rows):
+            if table == "invoices" and row.get("number") == "1721":
+                raise InvalidValue(
+                    "invoices.total: refused", table=table, column="total", row_index=i
+                )
+        return real(self, table, rows)
+
+    monkeypatch.setattr(backend_class, "insert_rows", refusing)
+    result = load(staging, target_url, now=NOW)
     assert [(i.kind, i.source_id, i.skip_code) for i in result.rejected] == [
-        ("invoice", "720", "rejected_by_clinic")
+        ("invoice", "721", "rejected_by_clinic")
     ]
     assert "invoices.total" in (result.rejected[0].skip_reason or "")
     assert result.ok, result.verification.differences
-    store = open_store()
-    assert set(by_source(store, "invoice")) == {"701", "702", "703", "704", "721"}
-    rows = write_skip_report(result, tmp_path / "skipped.csv")
-    assert rows == 6
+    assert set(by_source(open_store(), "invoice")) == {"701", "702", "703", "704"}
+    assert write_skip_report(result, tmp_path / "skipped.csv") == 6
 
 
 def test_verification_reports_every_difference(
@@ -369,9 +422,9 @@ def bigger(tmp_path: Path) -> Path:
     return _bigger_clinic().stage(tmp_path / "bigger.staging")
 
 
-def _seed(path: Path, rows: Any) -> None:
+def _seed(url: str, rows: Any) -> None:
     """What the clinic held before the import: namesakes of some Cliniko records."""
-    with SQLiteClinicStore.open(path) as store:
+    with open_target(url) as store:
         store.insert_rows(
             "practitioners",
             [rows.practitioner("Ana Silva"), rows.practitioner("Extra Practitioner 1")],
@@ -387,24 +440,25 @@ def _seed(path: Path, rows: Any) -> None:
 
 @pytest.mark.parametrize("existing", [False, True], ids=["empty clinic", "clinic with namesakes"])
 def test_a_load_interrupted_inside_a_batch_reruns_to_the_same_clinic(
-    bigger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: Any, existing: bool
+    bigger: Path, clinics: Clinics, monkeypatch: pytest.MonkeyPatch, rows: Any, existing: bool
 ) -> None:
+    clean_url = clinics.url("clean")
+    url = clinics.url("interrupted")
     if existing:
-        _seed(tmp_path / "clean.db", rows)
-        _seed(tmp_path / "interrupted.db", rows)
-    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+        _seed(clean_url, rows)
+        _seed(url, rows)
     clean = load(bigger, clean_url, now=NOW, batch_size=7)
     assert clean.ok
     assert clean.plan.totals()["matched"] == (3 if existing else 0)
-    with SQLiteClinicStore.open(tmp_path / "clean.db") as store:
+    with open_target(clean_url) as store:
         expected = snapshot(store)
 
-    url = f"sqlite:///{tmp_path / 'interrupted.db'}"
-    real = SQLiteClinicStore.upsert_links
+    store_class = clinics.store_class
+    real = store_class.upsert_links
     for fail_at in (1, 9, 23):  # several stops, each inside a batch, after its rows
 
         def failing(
-            self: SQLiteClinicStore,
+            self: Any,
             *args: Any,
             _calls: list[int] = [0],  # noqa: B006 - one counter per stop
             _at: int = fail_at,
@@ -415,13 +469,13 @@ def test_a_load_interrupted_inside_a_batch_reruns_to_the_same_clinic(
                 raise RuntimeError("stopped mid-batch")
             real(self, *args, **kwargs)
 
-        monkeypatch.setattr(SQLiteClinicStore, "upsert_links", failing)
+        monkeypatch.setattr(store_class, "upsert_links", failing)
         with pytest.raises(RuntimeError, match="stopped mid-batch"):
             load(bigger, url, now=NOW, batch_size=7)
-        monkeypatch.setattr(SQLiteClinicStore, "upsert_links", real)
+        monkeypatch.setattr(store_class, "upsert_links", real)
     result = load(bigger, url, now=NOW, batch_size=7)
     assert result.ok, result.verification.differences
-    with SQLiteClinicStore.open(tmp_path / "interrupted.db") as store:
+    with open_target(url) as store:
         assert snapshot(store) == expected
         assert_quiet(store)
         outcomes = [r["outcome"] for r in store.iter_rows("import_runs")]
@@ -430,17 +484,19 @@ def test_a_load_interrupted_inside_a_batch_reruns_to_the_same_clinic(
         assert len(targets) == len(set(targets))
 
 
-def test_a_load_killed_with_sigkill_reruns_to_the_same_clinic(bigger: Path, tmp_path: Path) -> None:
+def test_a_load_killed_with_sigkill_reruns_to_the_same_clinic(
+    bigger: Path, clinics: Clinics
+) -> None:
     import signal
     import subprocess
     import sys
 
-    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    clean_url = clinics.url("clean")
     assert load(bigger, clean_url, now=NOW, batch_size=5).ok
-    with SQLiteClinicStore.open(tmp_path / "clean.db") as store:
+    with open_target(clean_url) as store:
         expected = snapshot(store)
 
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    url = clinics.url("killed")
     child = (
         "import sys, time\n"
         "from datetime import datetime, UTC\n"
@@ -467,12 +523,12 @@ def test_a_load_killed_with_sigkill_reruns_to_the_same_clinic(bigger: Path, tmp_
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, seen
     assert "finished" not in seen
-    with SQLiteClinicStore.open(tmp_path / "killed.db") as store:
+    with open_target(url) as store:
         partial = store.table_counts()
     assert 0 < partial["appointments"] < 124
 
     result = load(bigger, url, now=NOW, batch_size=5)
     assert result.ok, result.verification.differences
-    with SQLiteClinicStore.open(tmp_path / "killed.db") as store:
+    with open_target(url) as store:
         assert snapshot(store) == expected
         assert_quiet(store)

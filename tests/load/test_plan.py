@@ -13,7 +13,8 @@ import pytest
 from engine.load import load
 from engine.plan import Plan, PlanItem, plan
 from engine.resources import UnknownSelection
-from target import SQLiteClinicStore
+from target import open_target
+from tests.backends import Clinics, raw
 
 from .clinic import NOW, Clinic
 from .conftest import assert_quiet
@@ -61,17 +62,19 @@ def test_first_plan_creates_every_kind_and_skips_with_reasons(
     assert created.row["imported_history"] is True
 
 
-def test_plan_changes_nothing(staging_path: Path, target_path: Path, target_url: str) -> None:
+def test_plan_changes_nothing(
+    staging_path: Path, target_path: Path, target_url: str, clinics: Clinics
+) -> None:
     plan(staging_path, target_url, now=NOW)
-    assert not target_path.exists()  # a missing clinic is planned as an empty one
+    assert not clinics.exists()  # a missing clinic is planned as an empty one
     load(staging_path, target_url, now=NOW)
-    before = {p: digest(p) for p in (staging_path, target_path)}
-    side = sorted(x.name for x in target_path.parent.iterdir())
+    before = (digest(staging_path), clinics.digest())
+    side = sorted(x.name for x in staging_path.parent.iterdir())
     p = plan(staging_path, target_url, now=NOW)
     assert p.totals()["unchanged"] == 19
-    assert {p: digest(p) for p in (staging_path, target_path)} == before
+    assert (digest(staging_path), clinics.digest()) == before
     # SQLite may leave an empty -wal/-shm after a read-only open of a WAL file: no content.
-    for extra in set(x.name for x in target_path.parent.iterdir()) - set(side):
+    for extra in set(x.name for x in staging_path.parent.iterdir()) - set(side):
         assert extra.endswith(("-wal", "-shm")), extra
         if extra.endswith("-wal"):
             assert (target_path.parent / extra).stat().st_size == 0
@@ -171,16 +174,14 @@ def test_a_reference_resolves_once_its_record_is_loaded(
     again = plan(staging, target_url, now=NOW)
     assert item(again, "invoice", 711).action == "unchanged"
     store = open_store()
-    [(practitioner_id,)] = store._conn.execute(
-        "SELECT practitioner_id FROM invoices WHERE number = '1711'"
-    ).fetchall()
+    [(practitioner_id,)] = raw(store, "SELECT practitioner_id FROM invoices WHERE number = '1711'")
     assert practitioner_id == store.load_links("cliniko:au1:4711", "practitioner")["13"].target_id
 
 
 def test_existing_practitioners_and_services_are_matched_not_duplicated(
-    clinic: Clinic, tmp_path: Path, target_path: Path, target_url: str, rows: Any
+    clinic: Clinic, tmp_path: Path, target_url: str, rows: Any
 ) -> None:
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         store.insert_rows(
             "practitioners",
             [
@@ -205,15 +206,16 @@ def test_existing_practitioners_and_services_are_matched_not_duplicated(
     assert item(p, "service", 22).action == "create"
     result = load(p)
     assert result.ok, result.verification.differences
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         assert store.table_counts()["practitioners"] == 2
         assert store.table_counts()["services"] == 2
         # The clinic's own rows are linked as they are, never overwritten.
         assert store.fetch_rows("practitioners", [1])[1]["display_name"] == "ANA  SILVA"
-        [(appointment_practitioner,)] = store._conn.execute(
+        [(appointment_practitioner,)] = raw(
+            store,
             "SELECT practitioner_id FROM appointments a JOIN import_links l ON l.target_id = a.id"
-            " AND l.kind = 'appointment' WHERE l.source_id = '302'"
-        ).fetchall()
+            " AND l.kind = 'appointment' WHERE l.source_id = '302'",
+        )
         assert appointment_practitioner == 2
     # A later change in Cliniko refreshes the link; the clinic's row still wins.
     clinic.touch("practitioners", 11, designation="Osteopath")
@@ -226,9 +228,9 @@ def test_existing_practitioners_and_services_are_matched_not_duplicated(
 
 
 def test_name_ambiguities_are_resolved_deterministically_and_reported(
-    clinic: Clinic, tmp_path: Path, target_path: Path, target_url: str, rows: Any
+    clinic: Clinic, tmp_path: Path, target_url: str, rows: Any
 ) -> None:
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         store.insert_rows(
             "practitioners",
             [
@@ -265,7 +267,7 @@ def test_name_ambiguities_are_resolved_deterministically_and_reported(
     assert all(a.kind == "practitioner" and a.resolution for a in p.ambiguities)
     result = load(p)
     assert result.ok
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         assert store.table_counts()["practitioners"] == 3 + 4
         targets = [
             link.target_id for link in store.load_links("cliniko:au1:4711", "practitioner").values()
@@ -275,9 +277,9 @@ def test_name_ambiguities_are_resolved_deterministically_and_reported(
 
 
 def test_patients_match_by_name_and_date_of_birth_only(
-    clinic: Clinic, tmp_path: Path, target_path: Path, target_url: str, rows: Any
+    clinic: Clinic, tmp_path: Path, target_url: str, rows: Any
 ) -> None:
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         store.insert_rows(
             "patients",
             [
@@ -299,10 +301,10 @@ def test_patients_match_by_name_and_date_of_birth_only(
 
 
 def test_slot_taken_by_the_clinics_own_booking(
-    clinic: Clinic, tmp_path: Path, target_path: Path, target_url: str, rows: Any
+    clinic: Clinic, tmp_path: Path, target_url: str, rows: Any
 ) -> None:
     start = NOW + timedelta(days=7)  # appointment 303: practitioner 11, 30 minutes
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         [pid] = store.insert_rows("patients", [rows.patient(match_key="x|y|")])
         [prid, other] = store.insert_rows(
             "practitioners",
@@ -341,7 +343,7 @@ def test_slot_taken_by_the_clinics_own_booking(
     assert item(p, "appointment", 301).action == "create"
     assert item(p, "appointment", 304).action == "create"  # cancelled in Cliniko: no clash
     result = load(p)
-    with SQLiteClinicStore.open(target_path) as store:
+    with open_target(target_url) as store:
         assert store.table_counts()["appointments"] == 3 + 3
         assert_quiet(store)
     assert result.ok

@@ -7,7 +7,10 @@
 (b) Records in a sandbox store are changed to hold odd values, the clinic is downloaded with
     the real command, and the run completes with every record staged or quarantined;
 (c) planning and loading that staging file into SQLite skip what they cannot map, with a
-    reason, and never crash.
+    reason, and never crash;
+(d) loading is idempotent on malformed data too: hypothesis tops a staged clinic up with
+    fuzzed pages, loads it, and planning again finds nothing to write (a record the clinic
+    store refused at load time would otherwise be planned as a write on every rerun).
 """
 
 from __future__ import annotations
@@ -15,24 +18,32 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_helpers import record_figure
 
-from engine.load import load
+from engine.load import LoadResult, load
+from engine.mapping import fields
 from engine.plan import plan
-from engine.resources import RESOURCES, Resource
+from engine.resources import ALL_PARTS, BY_NAME, RESOURCES, Resource
 from sandbox.runner import SandboxHandle, running_sandbox
 from sandbox.store import ClinicStore
 from staging import Page, StagingDB, open_staging
+from target import SQLiteClinicStore
+from target import schema as target_schema
 
 CLI = Path(sys.executable).with_name("cliniko-switch")
 BASE = "https://api.au1.cliniko.com/v1"
@@ -151,12 +162,63 @@ def mutated(draw: st.DrawFn, resource: Resource) -> object:
     return base
 
 
+EXTREME_NUMBERS: list[Any] = [
+    2**63 - 1,
+    2**63,
+    -(2**63) - 1,
+    2**70,
+    10**30,
+    1e308,
+    -0.0,
+    "1e30",
+    "1E+400",
+    "NaN",
+    "-Infinity",
+    "999999999.999999",
+    "1000000000",
+    "-1000000000.00",
+    "0.0000001",
+    "1.23456789",
+    "-0",
+    "00012.50",
+]
+"""Numbers at and past the edges of what a clinic store can hold (64-bit integers, decimals
+below 10^9 with 6 places), for fields that hold numbers: the mapping must refuse what the
+store would, or a load meets the refusal and every later plan plans the record again."""
+
+
+def _numeric(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+@st.composite
+def extreme_numbers(draw: st.DrawFn, resource: Resource) -> object:
+    """A real record of `resource` with its number fields pushed to the edges."""
+    base = json.loads(json.dumps(draw(st.sampled_from(TEMPLATES[resource.name]))))
+    keys = sorted(k for k, v in base.items() if k != "id" and _numeric(v))
+    if keys:
+        for key in draw(st.lists(st.sampled_from(keys), min_size=1, max_size=3, unique=True)):
+            base[key] = draw(st.sampled_from(EXTREME_NUMBERS))
+    return base
+
+
 def records_for(resource: Resource) -> st.SearchStrategy[object]:
     return st.one_of(
         st.sampled_from(TEMPLATES[resource.name]),  # good ones, so pages mix both
         mutated(resource),
         mutated(resource),
         mutated(resource),
+        extreme_numbers(resource),
         ODD_VALUES,  # not a JSON object at all
         st.dictionaries(UNICODE_TEXT, ODD_VALUES, max_size=5),
     )
@@ -180,7 +242,20 @@ def staging_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StagingDB]:
         yield db
 
 
+FUZZED: Counter[str] = Counter()
+"""Examples hypothesis ran and records they held, for the README's figures."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Iterator[None]:
+    yield
+    if FUZZED:
+        record_figure("fuzz", **FUZZED)
+
+
 def _write_and_check(db: StagingDB, batch: list[Page]) -> None:
+    FUZZED["staging_examples"] += 1
+    FUZZED["staging_records"] += sum(len(page.records) for page in batch)
     run_id = db.start_run(mode="full", selection=["all"])
     writer = db.writer(run_id)
     conn = db.conn
@@ -297,8 +372,10 @@ def mutate_store(store: ClinicStore, seed: int, n: int) -> dict[tuple[str, str],
         changes = {f: rng.choice(SANDBOX_ODD) for f in rng.sample(fields, min(3, len(fields)))}
         try:
             store.update(resource, rid, **changes)
-        except (ValueError, TypeError, sqlite3.Error):
-            continue  # the store cannot hold that value in that field: try another record
+        except (ValueError, TypeError, ArithmeticError, sqlite3.Error):
+            # The store cannot hold that value in that field (an invoice total that is not a
+            # number, an integer past 64 bits, ...): try another record.
+            continue
         done[(resource, rid)] = changes
     return done
 
@@ -377,3 +454,133 @@ def test_plan_and_load_of_odd_records_skip_with_reasons_and_never_crash(
     again = plan(odd_staging, target, now=NOW)  # planning the loaded clinic again: no crash
     for item in again.skipped():
         assert item.skip_code and item.skip_reason, item
+    assert again.writes() == 0, [i.to_json() for i in again.all_items() if i.writes]
+    second = load(again, target, now=NOW)
+    assert second.ok and second.rows_written() == 0 and not second.rejected
+    with SQLiteClinicStore.open(tmp_path / "clinic.db") as store:
+        assert store.outbox_count() == 0
+        assert store.settings()["messaging_enabled"] is False
+        assert store.settings()["ai_enabled"] is False
+
+
+# --- (d) load, plan again: nothing to write -----------------------------------------------------
+
+IDEMPOTENCE_EXAMPLES = 25
+HARD_IDEMPOTENCE_EXAMPLES = 400
+
+
+def stage_store(store: ClinicStore, path: Path) -> Path:
+    """Write a sandbox store's lists and settings into a staging file, as one complete run."""
+    with open_staging(path, create=True) as db:
+        run_id = db.start_run(mode="full", selection=list(ALL_PARTS), shard="au1")
+        writer = db.writer(run_id)
+        writer.set_single(BY_NAME["settings"], store.settings(BASE))
+        for (resource, variant), _n in sorted(store.counts().items()):
+            if resource not in {r.name for r in LISTS}:
+                continue
+            records = list(store.raw_records(resource, variant, BASE))
+            for start in range(0, len(records), 100):
+                writer.write_page(BY_NAME[resource], variant, records[start : start + 100])
+        db.finish_run(run_id, "complete")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_store() -> Iterator[ClinicStore]:
+    """The tiny clinic the templates come from."""
+    with ClinicStore.generate("tiny", seed=1) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def base_staging(tiny_store: ClinicStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny clinic, staged (fuzzed pages overwrite some of it)."""
+    return stage_store(tiny_store, tmp_path_factory.mktemp("base") / "base.staging")
+
+
+def load_twice_plans_nothing(base: Path, batch: list[Page]) -> LoadResult:
+    """Top `base` up with `batch`, load it into a new clinic, plan again: no writes."""
+    FUZZED["load_examples"] += 1
+    FUZZED["load_records"] += sum(len(page.records) for page in batch)
+    folder = Path(tempfile.mkdtemp(prefix="idem-"))
+    try:
+        staging = folder / "clinic.staging"
+        shutil.copyfile(base, staging)
+        staging.chmod(0o600)
+        with open_staging(staging, create=False) as db:
+            run_id = db.start_run(mode="topup", selection=list(ALL_PARTS), shard="au1")
+            db.writer(run_id).write_batch(batch)
+            db.finish_run(run_id, "complete")
+        url = f"sqlite:///{folder / 'clinic.db'}"
+        first = load(staging, url, now=NOW)
+        # The mapping refuses what the clinic store would: nothing is refused at load time.
+        assert not first.rejected, [i.to_json() for i in first.rejected]
+        again = plan(staging, url, now=NOW)
+        assert again.writes() == 0, [i.to_json() for i in again.all_items() if i.writes]
+        for item in again.skipped():
+            assert item.skip_code and item.skip_reason, item
+        return first
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@settings(FUZZ, max_examples=IDEMPOTENCE_EXAMPLES)
+@given(batch=st.lists(pages(), min_size=1, max_size=4))
+def test_a_fuzzed_clinic_loaded_once_plans_no_writes_again(
+    base_staging: Path, batch: list[Page]
+) -> None:
+    load_twice_plans_nothing(base_staging, batch)
+
+
+@pytest.mark.hard
+@settings(FUZZ, max_examples=HARD_IDEMPOTENCE_EXAMPLES)
+@given(batch=st.lists(pages(), min_size=1, max_size=4))
+def test_a_fuzzed_clinic_loaded_once_plans_no_writes_again_many(
+    base_staging: Path, batch: list[Page]
+) -> None:
+    load_twice_plans_nothing(base_staging, batch)
+
+
+def test_numbers_past_the_clinic_stores_range_are_skipped_at_plan_time(
+    tiny_store: ClinicStore, base_staging: Path
+) -> None:
+    """The defect the fuzz found: a 2^70 `max_attendees`, an invoice item's unit price of
+    2^70 or a billable item's price of 10^30 reached the load, which crashed (an integer past
+    64 bits) or had the row refused, so every later plan planned it as a write again."""
+    live_invoices = tiny_store.ids("invoices", "active")
+    line = next(
+        dict(r, unit_price=2**70)
+        for r in tiny_store.raw_records("invoice_items", "active", BASE)
+        if r["invoice"]["links"]["self"].rsplit("/", 1)[1] in live_invoices
+    )
+    service = dict(TEMPLATES["appointment_types"][0], max_attendees=2**70)
+    price = dict(TEMPLATES["billable_items"][0], price="1e30")
+    batch = [
+        Page(BY_NAME["appointment_types"], "active", [service], []),
+        Page(BY_NAME["billable_items"], "active", [price], []),
+        Page(BY_NAME["invoice_items"], "active", [line], []),
+    ]
+    first = load_twice_plans_nothing(base_staging, batch)
+    skipped = {(i.kind, i.source_id): i for i in first.plan.skipped()}
+    invoice_id = line["invoice"]["links"]["self"].rsplit("/", 1)[1]
+    for kind, sid, field in (
+        ("service", str(service["id"]), "max_attendees"),
+        ("invoice", invoice_id, "unit_price"),
+    ):
+        item = skipped[(kind, sid)]
+        assert item.skip_code == "malformed_record", item
+        assert field in (item.skip_reason or "") and "out of range" in (item.skip_reason or "")
+
+
+def test_the_mappings_number_limits_are_the_clinic_stores() -> None:
+    assert fields.DECIMAL_LIMIT == target_schema.DECIMAL_LIMIT
+    assert fields.DECIMAL_PLACES == target_schema.DECIMAL_PLACES
+    with pytest.raises(fields.Malformed, match="out of range"):
+        fields.integer({"n": 2**63}, "n")
+    assert fields.integer({"n": 2**63 - 1}, "n") == 2**63 - 1
+    with pytest.raises(fields.Malformed, match="out of range"):
+        fields.decimal({"n": "1000000000"}, "n")
+    with pytest.raises(fields.Malformed, match="decimal places"):
+        fields.decimal({"n": "0.0000001"}, "n")
+    assert fields.decimal({"n": "999999999.999999"}, "n") == Decimal("999999999.999999")
+    assert fields.decimal({"n": "12.5000000"}, "n") == Decimal("12.5")

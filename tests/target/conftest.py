@@ -1,4 +1,5 @@
-"""Fixtures for the clinic store tests: a fresh SQLite store per test, and row factories."""
+"""Fixtures for the clinic store tests: a fresh store per test, on each backend (SQLite file,
+PostgreSQL schema; see tests/backends.py), and row factories."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from target import SQLiteClinicStore
+from target import ClinicBackend, open_target
+from tests.backends import Clinics, make_clinics, parametrize_backends
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -105,14 +107,30 @@ def rows() -> SimpleNamespace:
     return ROWS
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "clinic.db"
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteClinicStore]:
-    s = SQLiteClinicStore.open(db_path, busy_timeout=0.2)
+def clinics(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Clinics:
+    """Fresh clinic stores of the test's backend, by name (`clinics.url("clinic")`)."""
+    return make_clinics(request, backend, tmp_path)
+
+
+@pytest.fixture
+def store_url(clinics: Clinics, db_path: Path) -> str:
+    """The test's clinic store (on SQLite, the file `db_path`)."""
+    return f"sqlite:///{db_path}" if clinics.backend == "sqlite" else clinics.url("clinic")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[ClinicBackend]:
+    s = open_target(store_url, busy_timeout=0.2)
     try:
         yield s
     finally:

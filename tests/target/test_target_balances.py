@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from target import SQLiteClinicStore
+from target import ClinicBackend
 
 
-def _settle(store: SQLiteClinicStore, invoice_id: int, patient_id: int, amount: str) -> None:
+def _settle(store: ClinicBackend, invoice_id: int, patient_id: int, amount: str) -> None:
     store.insert_rows(
         "settlements",
         [
@@ -24,7 +24,7 @@ def _settle(store: SQLiteClinicStore, invoice_id: int, patient_id: int, amount: 
     )
 
 
-def test_open_paid_credit_void_and_nothing(store: SQLiteClinicStore, rows: Any) -> None:
+def test_open_paid_credit_void_and_nothing(store: ClinicBackend, rows: Any) -> None:
     open_p, paid_p, credit_p, void_p, mixed_p, none_p = store.insert_rows(
         "patients", [rows.patient() for _ in range(6)]
     )
@@ -61,7 +61,7 @@ def test_open_paid_credit_void_and_nothing(store: SQLiteClinicStore, rows: Any) 
     assert str(balances[credit_p]) == "-25.00"
 
 
-def test_sums_are_exact_where_floats_would_drift(store: SQLiteClinicStore, rows: Any) -> None:
+def test_sums_are_exact_where_floats_would_drift(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     store.insert_rows("invoices", [rows.invoice(pid, "0.1") for _ in range(10)])
     store.insert_rows("invoices", [rows.invoice(pid, "0.000001") for _ in range(3)])
@@ -71,7 +71,7 @@ def test_sums_are_exact_where_floats_would_drift(store: SQLiteClinicStore, rows:
     assert str(balance) == "-999999998.999996"
 
 
-def test_a_part_settlement_leaves_the_rest_owing(store: SQLiteClinicStore, rows: Any) -> None:
+def test_a_part_settlement_leaves_the_rest_owing(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     [iid] = store.insert_rows("invoices", [rows.invoice(pid, "200")])
     _settle(store, iid, pid, "50.25")
@@ -80,7 +80,7 @@ def test_a_part_settlement_leaves_the_rest_owing(store: SQLiteClinicStore, rows:
 
 @pytest.mark.parametrize("amount", ["0.0000001", "1000000000"])
 def test_amounts_the_view_cannot_sum_exactly_are_refused(
-    store: SQLiteClinicStore, rows: Any, amount: str
+    store: ClinicBackend, rows: Any, amount: str
 ) -> None:
     from target import InvalidValue
 

@@ -27,6 +27,8 @@ from target import (
 )
 from target.schema import APPLICATION_ID, CURRENT_VERSION, MIGRATIONS, TABLES, VIEWS, Migration
 
+BACKENDS = ("sqlite",)  # files, modes and locks of SQLite; PostgreSQL: test_target_postgres.py
+
 
 @contextmanager
 def _raw(path: Path) -> Iterator[sqlite3.Connection]:

@@ -1,4 +1,5 @@
-"""Rows in and out of the SQLite clinic store: types, constraints, atomicity, guards."""
+"""Rows in and out of the clinic store, on both backends: types, constraints, atomicity,
+guards."""
 
 from __future__ import annotations
 
@@ -13,22 +14,21 @@ from typing import Any
 import pytest
 
 from target import (
+    ClinicBackend,
     ForbiddenWrite,
     IntegrityViolation,
     InvalidValue,
     SchemaMismatch,
     SQLiteClinicStore,
     TransactionError,
+    open_target,
     row_hash,
 )
-
-
-def _raw(store: SQLiteClinicStore, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    return store._conn.execute(sql, params).fetchall()
+from tests.backends import raw as _raw
 
 
 def test_round_trip_keeps_decimals_exact_unicode_json_and_utc(
-    store: SQLiteClinicStore, rows: Any
+    store: ClinicBackend, rows: Any
 ) -> None:
     [pid] = store.insert_rows(
         "patients",
@@ -82,15 +82,24 @@ def test_round_trip_keeps_decimals_exact_unicode_json_and_utc(
     assert str(inv["total"]) == "81.80"  # the exact text, trailing zero kept
     assert inv["tax"] == Decimal("-0.005")
 
-    # As stored: text, never a float; timestamps fixed-width UTC.
-    [(total, total_type)] = _raw(store, "SELECT total, typeof(total) FROM invoices")
-    assert (total, total_type) == ("81.80", "text")
-    [(stored_at,)] = _raw(store, "SELECT archived_at FROM patients")
-    assert stored_at == "2023-02-28T19:30:15.123456Z"
+    if isinstance(store, SQLiteClinicStore):
+        # As stored: text, never a float; timestamps fixed-width UTC.
+        [(total, total_type)] = _raw(store, "SELECT total, typeof(total) FROM invoices")
+        assert (total, total_type) == ("81.80", "text")
+        [(stored_at,)] = _raw(store, "SELECT archived_at FROM patients")
+        assert stored_at == "2023-02-28T19:30:15.123456Z"
+    else:
+        # As stored: exact NUMERIC (scale kept), TIMESTAMPTZ.
+        [(total, total_type)] = _raw(
+            store, "SELECT total::text, pg_typeof(total)::text FROM invoices"
+        )
+        assert (total, total_type) == ("81.80", "numeric")
+        [(stored_at,)] = _raw(store, "SELECT archived_at::text FROM patients")
+        assert stored_at == "2023-02-28 19:30:15.123456+00"
     assert prid == 1
 
 
-def test_a_row_hashes_the_same_written_and_read_back(store: SQLiteClinicStore, rows: Any) -> None:
+def test_a_row_hashes_the_same_written_and_read_back(store: ClinicBackend, rows: Any) -> None:
     written = rows.patient(
         archived_at=datetime(2020, 1, 1, 12, tzinfo=timezone(timedelta(hours=-5))),
         medical_alerts=("a", "b"),
@@ -104,7 +113,7 @@ def test_a_row_hashes_the_same_written_and_read_back(store: SQLiteClinicStore, r
     )
 
 
-def test_wrong_types_are_refused_not_coerced(store: SQLiteClinicStore, rows: Any) -> None:
+def test_wrong_types_are_refused_not_coerced(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     [prid] = store.insert_rows("practitioners", [rows.practitioner()])
     cases: list[tuple[str, dict[str, Any], str]] = [
@@ -129,9 +138,7 @@ def test_wrong_types_are_refused_not_coerced(store: SQLiteClinicStore, rows: Any
     assert store.table_counts()["services"] == 0
 
 
-def test_unknown_tables_and_columns_are_schema_mismatches(
-    store: SQLiteClinicStore, rows: Any
-) -> None:
+def test_unknown_tables_and_columns_are_schema_mismatches(store: ClinicBackend, rows: Any) -> None:
     with pytest.raises(SchemaMismatch, match="no table 'patient'"):
         store.insert_rows("patient", [rows.patient()])
     with pytest.raises(SchemaMismatch, match="'nickname'"):
@@ -142,9 +149,7 @@ def test_unknown_tables_and_columns_are_schema_mismatches(
         store.iter_rows("patients", ["first_name", "shoe_size"]).__next__()
 
 
-def test_status_check_rejects_bad_values_and_names_the_row(
-    store: SQLiteClinicStore, rows: Any
-) -> None:
+def test_status_check_rejects_bad_values_and_names_the_row(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     [prid] = store.insert_rows("practitioners", [rows.practitioner()])
     good = rows.appointment(pid, prid)
@@ -162,7 +167,7 @@ def test_status_check_rejects_bad_values_and_names_the_row(
         store.update_rows("appointments", [(aid, {"status": status})])
 
 
-def test_foreign_keys_reject_rows_pointing_nowhere(store: SQLiteClinicStore, rows: Any) -> None:
+def test_foreign_keys_reject_rows_pointing_nowhere(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     [prid] = store.insert_rows("practitioners", [rows.practitioner()])
     with pytest.raises(IntegrityViolation, match="FOREIGN KEY") as info:
@@ -176,7 +181,7 @@ def test_foreign_keys_reject_rows_pointing_nowhere(store: SQLiteClinicStore, row
 
 
 def test_ids_come_back_in_input_order_even_with_mixed_key_sets(
-    store: SQLiteClinicStore, rows: Any
+    store: ClinicBackend, rows: Any
 ) -> None:
     batch = [
         rows.patient(first_name="A"),
@@ -192,22 +197,20 @@ def test_ids_come_back_in_input_order_even_with_mixed_key_sets(
     assert fetched[3]["email"] is None
 
 
-def test_clinic_ids_are_never_reused(store: SQLiteClinicStore, rows: Any) -> None:
+def test_clinic_ids_are_never_reused(store: ClinicBackend, rows: Any) -> None:
     ids = store.insert_rows("patients", [rows.patient() for _ in range(3)])
-    store._conn.execute("DELETE FROM patients WHERE id = ?", (ids[-1],))  # the clinic deletes
+    _raw(store, "DELETE FROM patients WHERE id = ?", ids[-1])  # the clinic deletes
     assert store.insert_rows("patients", [rows.patient()]) == [4]
 
 
-def test_given_ids_are_used_and_must_be_all_or_none(store: SQLiteClinicStore, rows: Any) -> None:
+def test_given_ids_are_used_and_must_be_all_or_none(store: ClinicBackend, rows: Any) -> None:
     assert store.insert_rows("patients", [rows.patient(id=10), rows.patient(id=20)]) == [10, 20]
     assert store.insert_rows("patients", [rows.patient()]) == [21]
     with pytest.raises(SchemaMismatch, match="every row or for none"):
         store.insert_rows("patients", [rows.patient(id=30), rows.patient()])
 
 
-def test_update_sets_columns_bumps_updated_at_and_counts(
-    store: SQLiteClinicStore, rows: Any
-) -> None:
+def test_update_sets_columns_bumps_updated_at_and_counts(store: ClinicBackend, rows: Any) -> None:
     ids = store.insert_rows("patients", [rows.patient(), rows.patient()])
     before = store.fetch_rows("patients", ids)
     changed = store.update_rows(
@@ -226,7 +229,7 @@ def test_update_sets_columns_bumps_updated_at_and_counts(
     assert store.fetch_rows("patients", [ids[1]])[ids[1]]["updated_at"] == stamp
 
 
-def test_fetch_and_iter(store: SQLiteClinicStore, rows: Any) -> None:
+def test_fetch_and_iter(store: ClinicBackend, rows: Any) -> None:
     ids = store.insert_rows("patients", [rows.patient(first_name=str(i)) for i in range(2500)])
     fetched = store.fetch_rows("patients", [*ids[::-1], 10**6])
     assert len(fetched) == 2500
@@ -238,7 +241,7 @@ def test_fetch_and_iter(store: SQLiteClinicStore, rows: Any) -> None:
     assert listed[7]["date_of_birth"] == date(1990, 1, 2)
 
 
-def test_a_failed_transaction_writes_nothing(store: SQLiteClinicStore, rows: Any) -> None:
+def test_a_failed_transaction_writes_nothing(store: ClinicBackend, rows: Any) -> None:
     class Boom(Exception):
         pass
 
@@ -254,13 +257,17 @@ def test_a_failed_transaction_writes_nothing(store: SQLiteClinicStore, rows: Any
         batch()
     counts = store.table_counts()
     assert counts["patients"] == counts["appointments"] == counts["import_links"] == 0
-    # ...and the next batch starts clean, with ids not taken by the rolled-back rows.
+    # ...and the next batch starts clean (SQLite: with ids not taken by the rolled-back rows;
+    # PostgreSQL's sequences never give an id twice, rolled back or not).
     with store.transaction():
-        assert store.insert_rows("patients", [rows.patient()]) == [1]
+        [pid] = store.insert_rows("patients", [rows.patient()])
+    assert [r["id"] for r in store.iter_rows("patients", ["id"])] == [pid]
+    if isinstance(store, SQLiteClinicStore):
+        assert pid == 1
 
 
 def test_a_failed_call_inside_a_batch_is_undone_whole_and_the_batch_can_go_on(
-    store: SQLiteClinicStore, rows: Any
+    store: ClinicBackend, rows: Any
 ) -> None:
     with store.transaction():
         [pid] = store.insert_rows("patients", [rows.patient()])
@@ -277,28 +284,31 @@ def test_a_failed_call_inside_a_batch_is_undone_whole_and_the_batch_can_go_on(
 
 KILLED_MID_BATCH = """
 import os, sys
-from target import SQLiteClinicStore
-store = SQLiteClinicStore.open(sys.argv[1])
+from target import open_target
+store = open_target(sys.argv[1])
 with store.transaction():
     store.insert_rows("locations", [{"name": "x", "time_zone": "UTC"}] * 1000)
     os._exit(9)  # killed mid-batch: no COMMIT, no cleanup
 """
 
 
-def test_a_killed_batch_leaves_nothing_half_written(db_path: Path, rows: Any) -> None:
-    with SQLiteClinicStore.open(db_path) as store, store.transaction():
+def test_a_killed_batch_leaves_nothing_half_written(store_url: str, rows: Any) -> None:
+    with open_target(store_url) as store, store.transaction():
         store.insert_rows("patients", [rows.patient() for _ in range(10)])
     done = subprocess.run(
-        [sys.executable, "-c", KILLED_MID_BATCH, str(db_path)], check=False, timeout=60
+        [sys.executable, "-c", KILLED_MID_BATCH, store_url], check=False, timeout=60
     )
     assert done.returncode == 9
-    with SQLiteClinicStore.open(db_path) as again:
+    with open_target(store_url) as again:
         assert again.table_counts()["patients"] == 10
         assert again.table_counts()["locations"] == 0
-        assert again.insert_rows("locations", [{"name": "y", "time_zone": "UTC"}]) == [1]
+        [location] = again.insert_rows("locations", [{"name": "y", "time_zone": "UTC"}])
+        assert again.table_counts()["locations"] == 1
+        if isinstance(again, SQLiteClinicStore):
+            assert location == 1
 
 
-def test_transactions_do_not_nest(store: SQLiteClinicStore) -> None:
+def test_transactions_do_not_nest(store: ClinicBackend) -> None:
     with store.transaction():
         with pytest.raises(TransactionError, match="not nestable"), store.transaction():
             pass  # pragma: no cover
@@ -307,7 +317,7 @@ def test_transactions_do_not_nest(store: SQLiteClinicStore) -> None:
 
 
 def test_clinic_settings_default_off_and_the_import_cannot_switch_them_on(
-    store: SQLiteClinicStore,
+    store: ClinicBackend,
 ) -> None:
     assert store.settings() == {
         "messaging_enabled": False,
@@ -325,7 +335,7 @@ def test_clinic_settings_default_off_and_the_import_cannot_switch_them_on(
 
 
 def test_outbox_is_empty_and_the_import_cannot_queue_messages(
-    store: SQLiteClinicStore, rows: Any
+    store: ClinicBackend, rows: Any
 ) -> None:
     assert store.outbox_count() == 0
     [pid] = store.insert_rows("patients", [rows.patient()])
@@ -335,15 +345,16 @@ def test_outbox_is_empty_and_the_import_cannot_queue_messages(
             [{"patient_id": pid, "channel": "sms", "template": "reminder", "payload": {}}],
         )
     assert store.outbox_count() == 0
-    store._conn.execute(  # the clinic app queues one
+    _raw(  # the clinic app queues one
+        store,
         "INSERT INTO message_outbox (patient_id, channel, template, payload, created_at, "
-        "updated_at) VALUES (?, 'sms', 'reminder', '{}', 'x', 'x')",
-        (pid,),
+        "updated_at) VALUES (?, 'sms', 'reminder', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        pid,
     )
     assert store.outbox_count() == 1
 
 
-def test_only_child_rows_can_be_deleted(store: SQLiteClinicStore, rows: Any) -> None:
+def test_only_child_rows_can_be_deleted(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     [iid] = store.insert_rows("invoices", [rows.invoice(pid, "10")])
     line = {"invoice_id": iid, "source_id": "77", "position": 0, "quantity": Decimal("1.5")}
@@ -354,32 +365,33 @@ def test_only_child_rows_can_be_deleted(store: SQLiteClinicStore, rows: Any) -> 
         store.delete_rows("patients", [pid])
 
 
-def test_a_clinic_edit_shows_in_the_hash(store: SQLiteClinicStore, rows: Any) -> None:
+def test_a_clinic_edit_shows_in_the_hash(store: ClinicBackend, rows: Any) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
     mapped_fields = set(rows.patient())
     first = store.fetch_rows("patients", [pid])[pid]
     h = row_hash({k: first[k] for k in mapped_fields})
     # The clinic app edits the patient (a plain UPDATE, bumping updated_at).
-    store._conn.execute(
+    _raw(
+        store,
         "UPDATE patients SET last_name = 'Ngata-Smith', updated_at = ? WHERE id = ?",
-        ("2031-01-01T00:00:00.000000Z", pid),
+        "2031-01-01T00:00:00.000000Z",
+        pid,
     )
     again = store.fetch_rows("patients", [pid])[pid]
     assert row_hash({k: again[k] for k in mapped_fields}) != h
 
 
 def test_naive_timestamps_written_by_another_program_read_as_utc(
-    store: SQLiteClinicStore, rows: Any
+    store: ClinicBackend, rows: Any
 ) -> None:
     [pid] = store.insert_rows("patients", [rows.patient()])
-    store._conn.execute(
-        "UPDATE patients SET archived_at = '2024-01-02 03:04:05' WHERE id = ?", (pid,)
-    )
+    _raw(store, "UPDATE patients SET archived_at = '2024-01-02 03:04:05' WHERE id = ?", pid)
     value = store.fetch_rows("patients", [pid])[pid]["archived_at"]
     assert value == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def test_raw_sqlite_sees_exact_money_text(db_path: Path, rows: Any) -> None:
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL: test_target_postgres.py
+def test_raw_sqlite_sees_exact_money_text(db_path: Path, rows: Any, backend: str) -> None:
     with SQLiteClinicStore.open(db_path) as store:
         [pid] = store.insert_rows("patients", [rows.patient()])
         store.insert_rows("invoices", [rows.invoice(pid, "0.10"), rows.invoice(pid, "0.20")])

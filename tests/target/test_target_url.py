@@ -1,12 +1,14 @@
-"""--target values: sqlite URLs and plain paths, PostgreSQL not yet, everything else refused."""
+"""--target values: sqlite URLs and plain paths, postgresql URLs (schema option, passwords
+never shown), everything else refused."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from target import BackendUnavailable, BadTargetURL, open_target, parse_target_url
+from target import BackendUnavailable, BadTargetURL, open_target, parse_target_url, redact
 from target.url import ACCEPTED_FORMS
 
 
@@ -67,21 +69,85 @@ def test_unsupported_schemes_list_the_accepted_forms_without_the_password() -> N
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "conninfo", "schema", "display"),
     [
-        "postgresql://clinic:hunter2@db.example.org:5432/clinic",
-        "postgres://db/clinic",
-        "postgresql+psycopg://db/clinic",
+        (
+            "postgresql://clinic:hunter2@db.example.org:5432/clinic?schema=clinic_a",
+            "postgresql://clinic:hunter2@db.example.org:5432/clinic",
+            "clinic_a",
+            "postgresql://clinic:***@db.example.org:5432/clinic?schema=clinic_a",
+        ),
+        ("postgres://db/clinic", "postgresql://db/clinic", "public", "postgres://db/clinic"),
+        (
+            "postgresql+psycopg://db/clinic?sslmode=require&schema=c2",
+            "postgresql://db/clinic?sslmode=require",
+            "c2",
+            "postgresql+psycopg://db/clinic?sslmode=require&schema=c2",
+        ),
+        (
+            "postgresql:///clinic?host=/run/postgresql&port=5433&password=hunter2",
+            "postgresql:///clinic?host=%2Frun%2Fpostgresql&port=5433&password=hunter2",
+            "public",
+            "postgresql:///clinic?host=/run/postgresql&port=5433&password=***",
+        ),
     ],
 )
-def test_postgresql_is_not_available_yet(url: str) -> None:
+def test_postgresql_forms(url: str, conninfo: str, schema: str, display: str) -> None:
+    location = parse_target_url(url)
+    assert location.backend == "postgresql"
+    assert location.path is None
+    assert (location.conninfo, location.schema, location.display) == (conninfo, schema, display)
+    assert "hunter2" not in repr(location)
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("postgresql://db/clinic?schema=Clinic", "lower-case"),
+        ("postgresql://db/clinic?schema=1st", "lower-case"),
+        ("postgresql://db/clinic?schema=pg_catalog", "pg_"),
+        ("postgresql://db/clinic?schema=a;drop", "lower-case"),
+        ("postgresql://db/clinic?schema=a&schema=b", "once"),
+        ("postgresql://u:hunter2@db/clinic?sslmode=sometimes", "sslmode"),
+        ("postgresql://u:hunter2@db/clinic#x", "'#'"),
+    ],
+)
+def test_bad_postgresql_urls_say_why_without_the_password(url: str, complaint: str) -> None:
+    with pytest.raises(BadTargetURL) as info:
+        parse_target_url(url)
+    assert complaint in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:hunter2@db/c", "postgresql://u:***@db/c"),
+        ("postgresql://:hunter2@db/c", "postgresql://:***@db/c"),
+        (
+            "postgresql://u@db/c?password=hunter2&schema=x",
+            "postgresql://u@db/c?password=***&schema=x",
+        ),
+        ("postgresql://u@db/c?sslpassword=hunter2", "postgresql://u@db/c?sslpassword=***"),
+        (
+            "postgresql://u@db/c?schema=x&PASSWORD=hunter2",
+            "postgresql://u@db/c?schema=x&PASSWORD=***",
+        ),
+    ],
+)
+def test_redact_hides_every_password(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_postgresql_without_psycopg_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
     with pytest.raises(BackendUnavailable) as info:
-        open_target(url)
+        open_target("postgresql://clinic:hunter2@db.example.org:5432/clinic")
     message = str(info.value)
-    assert "postgres" in message
-    assert "extra" in message
+    assert "cliniko-switch[postgres]" in message
     assert "hunter2" not in message
-    assert parse_target_url(url).backend == "postgresql"
 
 
 def test_open_target_creates_a_relative_sqlite_file(
