@@ -10,6 +10,7 @@ App folds them into `self.progress` and tells the screens that show progress.
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar, Protocol, runtime_checkable
 
 from rich.text import Text
@@ -31,6 +32,8 @@ from tui.progress_model import DownloadProgress
 from tui.state import WizardConfig, WizardState
 
 DOWNLOAD_GROUP = "download"
+EXIT_INTERRUPTED = 3
+"""The command line's code for "stopped, run again to resume" (DESIGN.md section 2)."""
 
 
 @runtime_checkable
@@ -72,6 +75,8 @@ class SwitchApp(App[int]):
     # -- start ---------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        if not self.is_headless:
+            self._stop_on_signals()
         if self.config.review_only is not None:
             self.show_review(self.config.review_only, offline=True)
         else:
@@ -205,6 +210,23 @@ class SwitchApp(App[int]):
                 screen.download_ended(message.outcome, message.error)
 
     # -- leaving ---------------------------------------------------------------------------------
+
+    def _stop_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (a dropped SSH session) stop the app the way ctrl+q does, so the
+        download stops between pages and the terminal is restored (exit 3: resumable)."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._interrupted)
+
+    def _interrupted(self) -> None:
+        if self.download_running:
+            self.cancel_download()
+        self.state.forget_key()
+        self.exit(EXIT_INTERRUPTED)
 
     async def action_quit(self) -> None:
         if self.download_running:

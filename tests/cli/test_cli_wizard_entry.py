@@ -4,6 +4,7 @@ on stderr, so `make demo` still ends with a verified clinic where there is no sc
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -66,3 +67,92 @@ def test_demo_without_a_terminal_runs_the_whole_job(tmp_path: Path) -> None:
     assert patients > 0
     assert outbox == 0
     assert (tmp_path / "demo-staging.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+# --- in a real terminal (a pseudo-terminal), as an operator over SSH runs it --------------------
+
+
+class Terminal:
+    """`cliniko-switch ARGS` on a 80x24 pseudo-terminal; what it drew is kept as bytes."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        import fcntl
+        import os
+        import pty
+        import struct
+        import termios
+
+        from tests.cli.conftest import CLI, cli_env
+
+        env = cli_env(None)
+        env.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: become the command
+            os.chdir(cwd)
+            os.execve(str(CLI), [str(CLI), *args], env)  # noqa: S606 - our own command
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.out = b""
+
+    def read_until(self, needle: bytes, seconds: float = 60.0) -> None:
+        import os
+        import select
+        import time
+
+        end = time.monotonic() + seconds
+        while needle not in self.out:
+            assert time.monotonic() < end, f"{needle!r} never appeared"
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    self.out += os.read(self.fd, 65536)
+                except OSError:  # the child has gone
+                    assert needle in self.out, f"{needle!r} never appeared"
+
+    def send(self, keys: bytes) -> None:
+        import os
+
+        os.write(self.fd, keys)
+
+    def wait(self, seconds: float = 30.0) -> int:
+        import os
+        import time
+
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError):
+                self.out += os.read(self.fd, 65536)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(self.pid, 9)
+        raise AssertionError("the app did not exit")
+
+
+LEAVE_ALT_SCREEN = b"\x1b[?1049l"
+CTRL_N, CTRL_Q = b"\x0e", b"\x11"
+
+
+def test_demo_in_a_terminal_downloads_and_quits_cleanly(tmp_path: Path) -> None:
+    term = Terminal("demo", "--size", "tiny", cwd=tmp_path)
+    term.read_until(b"Connect to Cliniko")
+    term.send(CTRL_N)  # connect & preview with the sandbox's key
+    term.read_until(b"Preview and select")
+    term.send(CTRL_N)  # download everything
+    term.read_until(b"Download complete")
+    term.send(CTRL_Q)
+    assert term.wait() == 0
+    assert LEAVE_ALT_SCREEN in term.out  # the terminal is given back as it was
+    assert (tmp_path / "demo-staging.sqlite").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "cliniko-switch-crash.log").exists()
+
+
+def test_sigterm_stops_the_wizard_resumably_and_restores_the_terminal(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    term = Terminal("demo", "--size", "tiny", cwd=tmp_path)
+    term.read_until(b"Connect to Cliniko")
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait() == 3  # interrupted: run it again to resume
+    assert LEAVE_ALT_SCREEN in term.out
