@@ -1,13 +1,26 @@
-"""Our download against the plain sequential baseline, on the same sandbox configuration.
+"""Our download against the alternatives, on the same sandbox configuration, in one run.
 
-Both run on fresh sandboxes serving identical data (same size, shape and seed), with the same
-latency and the same rate rule (200 per 6 s by default), one after the other: first
-`engine.extract.download` (as `bench.download_rate` runs it), then `bench.baseline_sequential`.
-Requests, 429s and the achieved rate are read from the *server's* request log; wall time is the
-client's; records staged are the rows in each one's SQLite file (list tables and practitioner
-reference numbers; `/user` and `/settings` not counted).
+Every side runs on a fresh sandbox serving identical data (same size, shape and seed), with the
+same latency and the same rate rule (200 per 6 s by default), in a process of its own
+(`bench.remote_sandbox`), one after the other:
+
+  ours              `engine.extract.download` (as `bench.download_rate` runs it)
+  sequential        `bench.baseline_sequential`: follow `links.next`, one request at a time,
+                    paced to the limit
+  dlt               `bench.dlt_download`: dlt's REST API source into DuckDB, dlt's defaults
+  dlt-parallel      the same with `parallelized=True` (dlt's thread pool, 5 workers)
+  dlt-parallel-16   the same with 16 workers (`[extract] workers`), our parallelism
+
+Requests, 429s and the achieved rate (whole run and its last 20 %) are read from the *server's*
+request log; wall time is the client's (for dlt, the whole `pipeline.run`: extract, normalize
+and load; its extract alone is given too); records are the rows each one stored (list tables
+and practitioner reference numbers; `/user` and `/settings` not counted: ours and the
+sequential baseline keep one row per id, dlt one per list, so a cancelled appointment, which is
+in the default list and in `/cancelled`, is two of dlt's rows). Ratios are each side's figure
+divided by ours.
 
     .venv/bin/python -m bench.compare_download --size medium --json out.json
+    .venv/bin/python -m bench.compare_download --size small --sides ours,dlt-parallel-16
 """
 
 from __future__ import annotations
@@ -22,23 +35,43 @@ from pathlib import Path
 
 import anyio
 
-from bench import baseline_sequential
+from bench import baseline_sequential, dlt_download
 from bench.download_rate import rate_figures, sandbox_arguments
+from bench.remote_sandbox import bench_sandbox
 from engine.cliniko import parse_key
 from engine.extract import DownloadOptions, download
 from engine.resources import RESOURCES
-from sandbox.runner import running_sandbox
+
+SIDES: dict[str, str] = {
+    "ours": "ours",
+    "sequential": "sequential baseline",
+    "dlt": "dlt rest_api (default)",
+    "dlt-parallel": "dlt rest_api, parallelized",
+    "dlt-parallel-16": "dlt rest_api, parallelized, 16 workers",
+}
+DLT_SETTINGS: dict[str, tuple[bool, int | None]] = {
+    "dlt": (False, None),
+    "dlt-parallel": (True, None),
+    "dlt-parallel-16": (True, 16),
+}
 
 
 @dataclass
 class Side:
     name: str
+    label: str
     requests: int
     rate_limited: int
     wall_s: float
     rate_pct: float
+    """Arrivals over the run's span, as % of the limit (as `bench.download_rate`)."""
+    tail_rate_pct: float
+    """The same over the last 20 % of the span."""
     records: int
     outcome: str
+    extract_s: float | None = None
+    """dlt only: its extract step (the requests); wall_s adds normalize and load."""
+    error: str = ""
 
 
 @dataclass
@@ -51,8 +84,29 @@ class Comparison:
     window_s: float
     latency_ms: float
     parallel: int
-    ours: Side
-    baseline: Side
+    sides: list[Side]
+
+    def side(self, name: str) -> Side | None:
+        return next((s for s in self.sides if s.name == name), None)
+
+    def ratios(self) -> dict[str, dict[str, float | None]]:
+        """Each side's wall time and rate divided by ours."""
+        ours = self.side("ours")
+        out: dict[str, dict[str, float | None]] = {}
+        for s in self.sides:
+            if ours is None or s.outcome == "not installed":
+                continue
+            out[s.name] = {
+                "wall": _div(s.wall_s, ours.wall_s),
+                "extract": _div(s.extract_s, ours.wall_s) if s.extract_s is not None else None,
+                "rate": _div(s.rate_pct, ours.rate_pct),
+                "tail_rate": _div(s.tail_rate_pct, ours.tail_rate_pct),
+            }
+        return out
+
+
+def _div(value: float | None, ours: float) -> float | None:
+    return None if value is None or ours == 0 else round(value / ours, 2)
 
 
 def _count_staged(path: Path) -> int:
@@ -80,16 +134,23 @@ def _one(
     window_s: float,
     latency_ms: float,
     parallel: int,
+    same_process: bool,
 ) -> tuple[Side, int]:
     with (
-        running_sandbox(
-            size=size, seed=seed, shape=shape, rate_limit=(limit, window_s), latency_ms=latency_ms
+        bench_sandbox(
+            size,
+            seed,
+            same_process=same_process,
+            shape=shape,
+            rate_limit=(limit, window_s),
+            latency_ms=latency_ms,
         ) as sandbox,
         tempfile.TemporaryDirectory(prefix=f"compare-{which}-") as tmp,
     ):
-        clinic_records = sum(sandbox.store.counts().values())
-        sandbox.reset_stats()
-        sandbox.reset_rate_limit_windows()
+        clinic_records = sum(sandbox.counts.values())
+        sandbox.reset()
+        extract_s: float | None = None
+        error = ""
         began = time.perf_counter()
         if which == "ours":
             staged = Path(tmp) / "download.staging"
@@ -102,7 +163,7 @@ def _one(
             result = anyio.run(download, parse_key(sandbox.api_key), opts)
             wall = time.perf_counter() - began
             records, outcome = _count_staged(staged), result.outcome
-        else:
+        elif which == "sequential":
             base = baseline_sequential.download(
                 sandbox.base_url,
                 sandbox.api_key,
@@ -112,16 +173,31 @@ def _one(
             )
             wall = time.perf_counter() - began
             records, outcome = base.records, "complete"
-        stats = sandbox.stats.snapshot()
+        else:
+            parallelized, workers = DLT_SETTINGS[which]
+            dlt = dlt_download.download(
+                sandbox.base_url,
+                sandbox.api_key,
+                Path(tmp),
+                parallelized=parallelized,
+                workers=workers,
+            )
+            wall = dlt.seconds
+            records, outcome, extract_s, error = dlt.records, dlt.outcome, dlt.extract_s, dlt.error
+        stats = sandbox.snapshot()
     figures = rate_figures(stats.log, limit, window_s)
     side = Side(
         name=which,
+        label=SIDES[which],
         requests=stats.total,
         rate_limited=stats.rate_limited,
         wall_s=round(wall, 2),
         rate_pct=figures.rate_pct,
+        tail_rate_pct=figures.tail_rate_pct,
         records=records,
         outcome=outcome,
+        extract_s=extract_s,
+        error=error,
     )
     return side, clinic_records
 
@@ -135,9 +211,20 @@ def run(
     window_s: float = 6.0,
     latency_ms: float = 250.0,
     parallel: int = 16,
+    sides: tuple[str, ...] = tuple(SIDES),
+    same_process: bool = False,
 ) -> Comparison:
-    def side(which: str) -> tuple[Side, int]:
-        return _one(
+    done: list[Side] = []
+    clinic_records = 0
+    for which in sides:
+        if which.startswith("dlt") and not dlt_download.available():
+            print(
+                f"skipping {which}: dlt is not installed (make bench installs it)", file=sys.stderr
+            )
+            done.append(Side(which, SIDES[which], 0, 0, 0.0, 0.0, 0.0, 0, "not installed"))
+            continue
+        print(f"running {SIDES[which]} ...", file=sys.stderr)
+        side, clinic_records = _one(
             which,
             size=size,
             shape=shape,
@@ -146,14 +233,10 @@ def run(
             window_s=window_s,
             latency_ms=latency_ms,
             parallel=parallel,
+            same_process=same_process,
         )
-
-    print("running ours ...", file=sys.stderr)
-    ours, clinic_records = side("ours")
-    print(f"  {ours}", file=sys.stderr)
-    print("running the sequential baseline ...", file=sys.stderr)
-    baseline, _ = side("baseline")
-    print(f"  {baseline}", file=sys.stderr)
+        print(f"  {side}", file=sys.stderr)
+        done.append(side)
     return Comparison(
         size=size,
         shape=shape,
@@ -163,45 +246,56 @@ def run(
         window_s=window_s,
         latency_ms=latency_ms,
         parallel=parallel,
-        ours=ours,
-        baseline=baseline,
+        sides=done,
     )
 
 
-def _ratio(value: float, ours: float) -> str:
-    if ours == 0:
-        return "–" if value == 0 else "∞"
-    return f"{value / ours:.2f} ×"
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} ×"
 
 
 def markdown(c: Comparison) -> str:
-    o, b = c.ours, c.baseline
-    rows = [
-        ("requests", f"{o.requests:,}", f"{b.requests:,}", _ratio(b.requests, o.requests)),
-        ("429s", f"{o.rate_limited}", f"{b.rate_limited}", _ratio(b.rate_limited, o.rate_limited)),
-        ("wall time", f"{o.wall_s:.1f} s", f"{b.wall_s:.1f} s", _ratio(b.wall_s, o.wall_s)),
-        (
-            "achieved rate (% of limit)",
-            f"{o.rate_pct:.1f} %",
-            f"{b.rate_pct:.1f} %",
-            _ratio(b.rate_pct, o.rate_pct),
-        ),
-        ("records staged", f"{o.records:,}", f"{b.records:,}", _ratio(b.records, o.records)),
-    ]
     head = (
         f"Clinic {c.size} / {c.shape} (seed {c.seed}, {c.clinic_records:,} records); "
         f"{c.limit} requests per {c.window_s:g} s; latency {c.latency_ms:g} ms ± 20 %; "
-        f"ours with parallel {c.parallel}.\n"
+        f"ours with parallel {c.parallel}. Ratios are the side's figure ÷ ours.\n"
     )
-    lines = [head, "| measure | ours | sequential baseline | baseline ÷ ours |"]
-    lines.append("|---|---|---|---|")
-    lines += [f"| {name} | {a} | {z} | {r} |" for name, a, z, r in rows]
+    ratios = c.ratios()
+    lines = [
+        head,
+        "| downloader | outcome | requests | 429s | wall time | ÷ ours | rate (whole / tail) "
+        "| ÷ ours | records |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in c.sides:
+        if s.outcome == "not installed":
+            lines.append(f"| {s.label} | dlt not installed | | | | | | | |")
+            continue
+        r = ratios.get(s.name, {})
+        wall = f"{s.wall_s:.1f} s"
+        if s.extract_s is not None:
+            wall += f" (extract {s.extract_s:.1f} s)"
+        outcome = s.outcome if not s.error else f"{s.outcome}: {s.error}"
+        lines.append(
+            f"| {s.label} | {outcome} | {s.requests:,} | {s.rate_limited} | {wall} "
+            f"| {_times(r.get('wall'))} | {s.rate_pct:.1f} % / {s.tail_rate_pct:.1f} % "
+            f"| {_times(r.get('rate'))} | {s.records:,} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = sandbox_arguments(__doc__.splitlines()[0] if __doc__ else None, size="medium")
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help=f"comma-separated, from {', '.join(SIDES)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
+    unknown = [s for s in sides if s not in SIDES]
+    if unknown:
+        parser.error(f"unknown side(s): {', '.join(unknown)}")
     comparison = run(
         args.size,
         shape=args.shape,
@@ -210,10 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         window_s=args.window,
         latency_ms=args.latency_ms,
         parallel=args.parallel,
+        sides=sides,
+        same_process=args.same_process,
     )
     print(markdown(comparison))
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps(asdict(comparison), indent=2) + "\n")
+        document = asdict(comparison) | {"ratios": comparison.ratios()}
+        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json_out}", file=sys.stderr)
     return 0
 

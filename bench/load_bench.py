@@ -6,7 +6,9 @@ appointment, note and invoice points at a staged patient and practitioner), then
 
   first load      plan + load into an empty clinic (staged records/s; clinic rows written/s)
   rerun plan      planning again with nothing changed (staged records/s)
-  top-up          1% of the records changed in a second download run, then plan + load
+  top-up          1% of the records changed in a second download run, then plan + load: the
+                  clinic's staged records per second of it, the changed records per second,
+                  and its time as a share of the first load's
 
 DESIGN.md section 8's bars: a first load writes >= 10,000 clinic records/s to SQLite; planning a
 rerun with nothing changed runs at >= 50,000 records/s; a top-up costs time in proportion to
@@ -341,6 +343,11 @@ class Result:
     rerun_unchanged: int
     topup_changed_records: int
     topup_seconds: float
+    topup_records_per_second: float
+    """The whole staged clinic over the top-up's plan + load time."""
+    topup_changed_records_per_second: float
+    topup_share_of_first_load: float
+    """Top-up time / first-load time: about the changed share if cost follows what changed."""
     topup_plan_seconds: float
     topup_updates: int
     peak_rss_mb: float
@@ -385,6 +392,9 @@ def run(records: int, seed: int = 1, keep: Path | None = None) -> Result:
         rerun_unchanged=again.totals()["unchanged"],
         topup_changed_records=changed,
         topup_seconds=round(topup_s, 2),
+        topup_records_per_second=round(staged / topup_s),
+        topup_changed_records_per_second=round(changed / topup_s),
+        topup_share_of_first_load=round(topup_s / first_s, 3),
         topup_plan_seconds=round(topup.plan.seconds, 2),
         topup_updates=topup.plan.totals()["update"],
         peak_rss_mb=round(peak_mb, 1),
@@ -417,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"top-up, {r.topup_changed_records:,} records changed: plan + load {r.topup_seconds:.2f}s"
-        f" (plan {r.topup_plan_seconds:.2f}s), {r.topup_updates:,} updates"
+        f" (plan {r.topup_plan_seconds:.2f}s), {r.topup_updates:,} updates; "
+        f"{r.topup_records_per_second:,.0f} clinic records/s, "
+        f"{r.topup_changed_records_per_second:,.0f} changed records/s, "
+        f"{100 * r.topup_share_of_first_load:.1f} % of the first load's time"
     )
     print(
         f"peak RSS {r.peak_rss_mb:.0f} MB; verification {'ok' if r.verification_ok else 'FAILED'}"

@@ -1,11 +1,20 @@
 """Staging ingest micro-benchmark: records/s through `PageWriter.write_batch`, and peak RSS.
 
-Feeds synthetic Cliniko-shaped records (the documentation's examples, with varied ids and
-links) through the page writer in pages of 100, as the download engine does, with the network
-and JSON parsing of responses left out of the timing. DESIGN.md section 8's bar: >= 50,000
-records/s, and peak memory <= 250 MB for a clinic of 1,000,000 records.
+Two sources of records, both fed through the page writer in pages of 100 as the download
+engine does, with the network and JSON parsing of responses left out of the timing:
+
+  synthetic   (default) the documentation's example payloads, with varied ids and links
+  --sandbox   a whole sandbox clinic (`--sandbox large`: about 1,000,000 records), every list
+              and variant our download crawls, each record exactly as the API serves it
+              (`ClinicStore.raw_records`). The clinic is generated in a child process first,
+              so its generation does not count towards this process's peak memory; the
+              clinic file is then read in chunks as the pages are written.
+
+DESIGN.md section 8's bar: >= 50,000 records/s, and peak memory <= 250 MB for a clinic of
+1,000,000 records. Peak RSS is this whole process's (the reader included).
 
     .venv/bin/python -m bench.staging_ingest --records 200000
+    .venv/bin/python -m bench.staging_ingest --sandbox large
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.resources import BY_NAME
+from engine.resources import ALL_PARTS, BY_NAME, list_variants, resources_for
 from staging import Page, open_staging
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,8 +167,45 @@ def _pages(total: int, page_size: int, seed: int, random_refs: bool = False) -> 
         yield Page(BY_NAME[name], variant, records, [("crawl", state, False)])
 
 
+def generate_clinic(path: Path, size: str, shape: str, seed: int) -> float:
+    """Generate a sandbox clinic into `path` in a child process; returns the seconds taken."""
+    code = (
+        "import sys; from sandbox.store import ClinicStore; "
+        "ClinicStore.generate(sys.argv[1], int(sys.argv[3]), shape=sys.argv[2], "
+        "path=sys.argv[4]).close()"
+    )
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", code, size, shape, str(seed), str(path)], check=True, cwd=REPO
+    )
+    return time.perf_counter() - began
+
+
+def _sandbox_pages(path: Path, page_size: int) -> Iterator[Page]:
+    """Every list (and variant) of the clinic in `path`, in pages, as the API serves them."""
+    from sandbox.store import ClinicStore  # the sandbox only for this source
+
+    base = "https://api.au1.cliniko.com/v1"
+    lists = [(r, v) for r, v in list_variants(resources_for(ALL_PARTS))]
+    lists.append((BY_NAME["practitioner_reference_numbers"], "active"))
+    with ClinicStore.open(str(path)) as store:
+        for res, variant in lists:
+            page: list[object] = []
+            number = 0
+            for record in store.raw_records(res.name, variant, base):
+                page.append(record)
+                if len(page) == page_size:
+                    number += 1
+                    yield Page(res, variant, page, [("crawl", json.dumps({"p": number}), False)])
+                    page = []
+            if page:
+                yield Page(res, variant, page, [("crawl", json.dumps({"p": number + 1}), True)])
+
+
 @dataclass(frozen=True)
 class Result:
+    source: str
+    """"synthetic", or "sandbox <size>/<shape>"."""
     records: int
     quarantined: int
     seconds: float
@@ -169,6 +216,8 @@ class Result:
     """Throughput if this process had a core to itself (shared CI machines are noisy)."""
     peak_rss_mb: float
     file_mb: float
+    generate_seconds: float = 0.0
+    """Sandbox source: generating the clinic (a child process; not in any other figure)."""
 
 
 class _Timer:
@@ -197,16 +246,25 @@ def run(
     batch_pages: int = 10,
     seed: int = 1,
     random_refs: bool = False,
+    sandbox: str | None = None,
+    shape: str = "balanced",
 ) -> Result:
     timer = _Timer()
     written = quarantined = 0
+    generated_s = 0.0
     with tempfile.TemporaryDirectory(prefix="staging-bench-") as tmp:
         path = Path(tmp) / "bench.staging"
+        if sandbox is not None:
+            clinic = Path(tmp) / "clinic.sqlite"
+            generated_s = generate_clinic(clinic, sandbox, shape, seed)
+            pages = _sandbox_pages(clinic, page_size)
+        else:
+            pages = _pages(records, page_size, seed, random_refs)
         with open_staging(path, create=True) as staging:
-            run_id = staging.start_run(mode="full", selection=["patients"])
+            run_id = staging.start_run(mode="full", selection=["all"])
             writer = staging.writer(run_id)
             batch: list[Page] = []
-            for page in _pages(records, page_size, seed, random_refs):
+            for page in pages:
                 batch.append(page)
                 if len(batch) == batch_pages:
                     with timer:
@@ -220,8 +278,9 @@ def run(
                     written += result.written
                     quarantined += result.quarantined
                 staging.finish_run(run_id, "complete")
-        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+        size = sum(p.stat().st_size for p in Path(tmp).glob("bench.staging*"))
     return Result(
+        source="synthetic" if sandbox is None else f"sandbox {sandbox}/{shape}",
         records=written,
         quarantined=quarantined,
         seconds=round(timer.wall, 3),
@@ -230,6 +289,7 @@ def run(
         records_per_cpu_second=round(written / timer.cpu) if timer.cpu else 0,
         peak_rss_mb=_peak_rss_mb(),
         file_mb=round(size / 1e6, 1),
+        generate_seconds=round(generated_s, 1),
     )
 
 
@@ -244,6 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="worst case: every ref is a random id out of a million (no clinic looks like this)",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=["tiny", "small", "medium", "large"],
+        default=None,
+        help="real-shaped records: a whole sandbox clinic of this size (--records is ignored)",
+    )
+    parser.add_argument(
+        "--shape", choices=["balanced", "appointments_heavy", "many_small"], default="balanced"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     result = run(
@@ -252,12 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         batch_pages=args.batch_pages,
         seed=args.seed,
         random_refs=args.random_refs,
+        sandbox=args.sandbox,
+        shape=args.shape,
     )
     if args.json:
         print(json.dumps(asdict(result)))
     else:
         print(
-            f"staging ingest: {result.records:,} records in {result.seconds:.2f}s "
+            f"staging ingest ({result.source}): {result.records:,} records "
+            f"in {result.seconds:.2f}s "
             f"= {result.records_per_second:,} records/s "
             f"({result.records_per_cpu_second:,}/s of CPU time; bar 50,000); "
             f"peak RSS {result.peak_rss_mb:.0f} MB; file {result.file_mb:.0f} MB"

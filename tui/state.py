@@ -48,6 +48,8 @@ class WizardConfig:
     """The clock progress bars and ETAs read; snapshot tests freeze it."""
     animate: bool = True
     """Snapshot tests turn cursor blink and animations off."""
+    freeze_gc: bool | None = None
+    """Freeze the collector's view at each step (None: only in a real terminal)."""
     now: datetime | None = None
     """A fixed "now" for planning and the spot-check dates (tests); None: the real time."""
 
