@@ -41,6 +41,7 @@ test: lint
 
 ## test-hard: the long reliability variants in full
 test-hard: $(STAMP)
+	.ci/ensure-postgres
 	$(BIN)/python -m pytest -q -m "hard" $(PYTEST_ARGS)
 
 ## bench: benchmarks; results in bench/results/ and the README table. dlt, the alternative the
@@ -50,11 +51,13 @@ BENCH_DEPS = $(BIN)/python -c "import dlt, duckdb" 2>/dev/null \
 
 bench: $(STAMP)
 	$(BENCH_DEPS)
+	.ci/ensure-postgres
 	$(BIN)/python -m bench
 
 ## bench-quick: the same in under five minutes
 bench-quick: $(STAMP)
 	$(BENCH_DEPS)
+	.ci/ensure-postgres
 	$(BIN)/python -m bench --quick
 
 ## sandbox: serve a small synthetic clinic on 127.0.0.1:8765

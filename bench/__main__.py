@@ -167,6 +167,15 @@ def plan(quick: bool) -> list[Step]:
             ["bench.load_bench", "--records", "100000", "--json"],
         )
     )
+    # The same first load into a throwaway PostgreSQL server, next to SQLite (issue 8's bar);
+    # the server's binaries come from .ci/ensure-postgres, run by the Makefile's bench targets.
+    steps.append(
+        Step(
+            "load/postgresql",
+            "first load of the medium clinic into PostgreSQL, next to SQLite",
+            ["bench.load_postgres", "--repeat", "1" if quick else "3", "--json"],
+        )
+    )
     # Item 5 of the benchmark issue: key press to screen update during a full-rate download,
     # measured with Textual's pilot. The module comes with the full-screen TUI.
     steps.append(
