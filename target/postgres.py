@@ -69,19 +69,17 @@ from target.pg_schema import (
 )
 from target.schema import CURRENT_VERSION, DELETABLE_TABLES, TABLES, ColumnType, Table
 from target.sqlite import (
-    _AUDIT_KEYS,
     DEFAULT_BUSY_TIMEOUT,
     ENCODERS,
     Decoder,
     Encoder,
-    _check_detail,
     _decode,
     _dumps,
     _enc_integer,
-    _enc_timestamp,
     _getter,
     _tidy,
     _WritePlan,
+    audit_params,
 )
 from target.url import TargetLocation, parse_target_url
 
@@ -1052,31 +1050,7 @@ class PostgresClinicStore:
         if not entries:
             return
         self._refuse_if_readonly()
-        now = format_timestamp(datetime.now(UTC))
-        params: list[list[Any]] = []
-        for i, e in enumerate(entries):
-            unknown = set(e) - _AUDIT_KEYS
-            if unknown:
-                raise SchemaMismatch(f"audit entry {i} has unknown key(s) {sorted(unknown)}")
-            if not e.get("action"):
-                raise SchemaMismatch(f"audit entry {i} has no action")
-            detail = e.get("detail")
-            _check_detail(detail)
-            for key in ("action", "kind", "actor"):
-                if e.get(key) is not None:
-                    _check_detail(e[key])
-            at = e.get("at")
-            params.append(
-                [
-                    now if at is None else _enc_timestamp(at),
-                    _enc_integer(e.get("run_id")),
-                    e.get("actor") or "cliniko-switch",
-                    e["action"],
-                    e.get("kind"),
-                    _enc_integer(e.get("target_id")),
-                    None if detail is None else _dumps(detail),
-                ]
-            )
+        params = audit_params(entries)
         statement = (
             "INSERT INTO audit_log (at, run_id, actor, action, kind, target_id, detail) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)"

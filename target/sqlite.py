@@ -1011,31 +1011,7 @@ class SQLiteClinicStore:
     def audit(self, entries: Sequence[Mapping[str, Any]]) -> None:
         if not entries:
             return
-        now = format_timestamp(datetime.now(UTC))
-        params: list[list[Any]] = []
-        for i, e in enumerate(entries):
-            unknown = set(e) - _AUDIT_KEYS
-            if unknown:
-                raise SchemaMismatch(f"audit entry {i} has unknown key(s) {sorted(unknown)}")
-            if not e.get("action"):
-                raise SchemaMismatch(f"audit entry {i} has no action")
-            detail = e.get("detail")
-            _check_detail(detail)
-            for key in ("action", "kind", "actor"):
-                if e.get(key) is not None:
-                    _check_detail(e[key])
-            at = e.get("at")
-            params.append(
-                [
-                    now if at is None else _enc_timestamp(at),
-                    _enc_integer(e.get("run_id")),
-                    e.get("actor") or "cliniko-switch",
-                    e["action"],
-                    e.get("kind"),
-                    _enc_integer(e.get("target_id")),
-                    None if detail is None else _dumps(detail),
-                ]
-            )
+        params = audit_params(entries)
         sql = (
             "INSERT INTO audit_log (at, run_id, actor, action, kind, target_id, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -1145,3 +1121,34 @@ def _connect(path: Path, *, readonly: bool, busy_timeout: float) -> sqlite3.Conn
         conn.close()
         raise NotAClinicStore(f"{path} is not a usable SQLite database ({e}).") from None
     return conn
+
+
+def audit_params(entries: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Audit entries as `audit_log` rows (at, run_id, actor, action, kind, target_id, detail),
+    checked the same for every clinic store: known keys only, an action, no free text."""
+    now = format_timestamp(datetime.now(UTC))
+    params: list[list[Any]] = []
+    for i, e in enumerate(entries):
+        unknown = set(e) - _AUDIT_KEYS
+        if unknown:
+            raise SchemaMismatch(f"audit entry {i} has unknown key(s) {sorted(unknown)}")
+        if not e.get("action"):
+            raise SchemaMismatch(f"audit entry {i} has no action")
+        detail = e.get("detail")
+        _check_detail(detail)
+        for key in ("action", "kind", "actor"):
+            if e.get(key) is not None:
+                _check_detail(e[key])
+        at = e.get("at")
+        params.append(
+            [
+                now if at is None else _enc_timestamp(at),
+                _enc_integer(e.get("run_id")),
+                e.get("actor") or "cliniko-switch",
+                e["action"],
+                e.get("kind"),
+                _enc_integer(e.get("target_id")),
+                None if detail is None else _dumps(detail),
+            ]
+        )
+    return params

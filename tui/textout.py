@@ -18,15 +18,7 @@ from engine.events import (
     RunFinished,
     RunStarted,
 )
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+from tui.progress_model import format_duration
 
 
 class TextProgress:
@@ -73,7 +65,7 @@ class TextProgress:
                 f"{event.requests} requests  "
                 f"{event.rate_per_minute:.0f}/{event.limit_per_minute:.0f} per min  "
                 f"retries {event.retries}  429s {event.rate_limited}  "
-                f"elapsed {_duration(event.elapsed_s)}  eta {_duration(event.eta_s)}"
+                f"elapsed {format_duration(event.elapsed_s)}  eta {format_duration(event.eta_s)}"
             )
         elif isinstance(event, CountReady):
             shown = "error" if event.count is None else str(event.count)
@@ -85,5 +77,5 @@ class TextProgress:
             self._line(
                 f"run {event.run_id} {event.outcome}: {event.records} records, "
                 f"{event.requests} requests ({event.retries} retries, {event.rate_limited} 429s), "
-                f"{event.quarantined} quarantined, {_duration(event.seconds)}"
+                f"{event.quarantined} quarantined, {format_duration(event.seconds)}"
             )
