@@ -31,14 +31,13 @@ FIXED_NOW = datetime(2025, 6, 23, 0, 0, tzinfo=UTC)
 """The snapshots' "now": an appointment of the fixed clinic starts within the next week."""
 
 
-@pytest.fixture(scope="session")
-def fixed_staged_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A complete download of a tiny clinic generated for `FIXED_DAY` (copy before use)."""
-    store = ClinicStore.generate(
-        "tiny", seed=1, anchor=FIXED_DAY, clock=lambda: datetime(2025, 6, 2, 8, tzinfo=UTC)
-    )
-    handle = start_sandbox(store)
-    path = tmp_path_factory.mktemp("fixed-staged") / "fixed.sqlite"
+def stage_fixed_clinic(
+    path: Path, anchor: date, clock: Callable[[], datetime] | None = None
+) -> Path:
+    """Download a tiny clinic generated for `anchor` (seed 1) into `path`, through a sandbox
+    of its own: the same ids and dates on every day the tests run."""
+    store = ClinicStore.generate("tiny", seed=1, anchor=anchor, clock=clock)
+    handle = start_sandbox(store, rate_limit=(100_000, 60.0))
     try:
         opts = DownloadOptions(
             staging_path=path, base_url=handle.base_url, rate_limit=(100_000, 60.0)
@@ -52,6 +51,14 @@ def fixed_staged_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         handle.stop()
         store.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixed_staged_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete download of a tiny clinic generated for `FIXED_DAY` (copy before use)."""
+    path = tmp_path_factory.mktemp("fixed-staged") / "fixed.sqlite"
+    stage_fixed_clinic(path, FIXED_DAY, clock=lambda: datetime(2025, 6, 2, 8, tzinfo=UTC))
     in_id_order(path)
     return path
 

@@ -28,18 +28,15 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea
 
 from engine.api import (
-    DownloadOptions,
     StagingDB,
     StagingError,
-    download,
     open_for_review,
     parse_key,
     resources_for,
 )
 from engine.resources import RESOURCES
-from sandbox.runner import SandboxHandle, start_sandbox
-from sandbox.store import ClinicStore
-from tests.tui.conftest import SNAP_SIZES
+from sandbox.runner import SandboxHandle
+from tests.tui.conftest import SNAP_SIZES, stage_fixed_clinic
 from tui.app import SwitchApp
 from tui.screens import review as review_module
 from tui.screens.record import RecordScreen, link_target, readable_fields
@@ -183,22 +180,8 @@ def _normalise(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def snap_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = ClinicStore.generate("tiny", seed=1, anchor=SNAP_ANCHOR)
-    handle: SandboxHandle = start_sandbox(store, rate_limit=(100_000, 60.0))
     path = tmp_path_factory.mktemp("review-snap") / "tiny.sqlite"
-    try:
-        opts = DownloadOptions(
-            staging_path=path, base_url=handle.base_url, rate_limit=(100_000, 60.0)
-        )
-
-        async def run() -> None:
-            result = await download(parse_key(handle.api_key), opts)
-            assert result.outcome == "complete"
-
-        anyio.run(run)
-    finally:
-        handle.stop()
-        store.close()
+    stage_fixed_clinic(path, SNAP_ANCHOR)
     _normalise(path)
     return path
 
