@@ -26,7 +26,7 @@ deps: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cliniko-switch demo
 
-## lint: ruff, strict mypy on engine/staging/target/sandbox, and the import contracts
+## lint: ruff, strict mypy on engine/staging/target/sandbox/tui, and the import contracts
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
