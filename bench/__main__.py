@@ -388,6 +388,33 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
     elif load:
         out += [f"### Plan and load: failed ({load['error']})", ""]
 
+    pg = results.get("load/postgresql")
+    if pg and "error" not in pg and "postgresql" in pg and "sqlite" in pg:
+        p, q = pg["postgresql"], pg["sqlite"]
+        out += [
+            f"### First load into PostgreSQL: {pg['clinic']}, {pg['staged_records']:,} staged "
+            f"records (median of {pg['repeat']})",
+            "",
+            "| store | first load | plan / write / verify | rerun plan, nothing changed |",
+            "|---|---|---|---|",
+        ]
+        for name, r in (("PostgreSQL", p), ("SQLite", q)):
+            rerun = (
+                f"{r['rerun_plan_records_per_second']:,} records/s"
+                if "rerun_plan_records_per_second" in r
+                else "–"
+            )
+            out.append(
+                f"| {name} | {r['first_load_records_per_second_median']:,} records/s "
+                f"({r['first_load_records_per_second_min']:,}–"
+                f"{r['first_load_records_per_second_max']:,}) "
+                f"| {r['first_load_plan_seconds']:.1f} / {r['write_seconds']:.1f} / "
+                f"{r['verify_seconds']:.1f} s | {rerun} |"
+            )
+        out += ["", f"Bar met: {_yes(bool(pg.get('bar_met')))}.", ""]
+    elif pg:
+        out += [f"### First load into PostgreSQL: {pg.get('error') or pg.get('skipped')}", ""]
+
     writes = results.get("store_writes")
     if writes and "error" not in writes:
         out += [
